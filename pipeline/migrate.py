@@ -1,0 +1,57 @@
+"""Schema migrations (Alembic) and the check every command runs before it touches the database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Engine
+
+from pipeline.db import DatabaseError, describe_operational_error
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def head_revision() -> str:
+    return ScriptDirectory.from_config(_config()).get_current_head() or ""
+
+
+def upgrade(engine: Engine) -> str:
+    """Apply every pending migration; returns the revision the database is now at."""
+    cfg = _config()
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    except sa.exc.OperationalError as exc:
+        raise DatabaseError(describe_operational_error(exc)) from exc
+    return head_revision()
+
+
+def current_revision(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    except sa.exc.OperationalError as exc:
+        raise DatabaseError(describe_operational_error(exc)) from exc
+
+
+def require_schema(engine: Engine) -> None:
+    """Fail with the fix when the schema is missing or behind, instead of a raw 'no such table'."""
+    current = current_revision(engine)
+    if current is None:
+        raise DatabaseError("the database at PIPELINE_DATABASE_URL has no schema; create it with `pipeline db upgrade`")
+    if current != head_revision():
+        raise DatabaseError(
+            f"the database schema is at revision {current}, this version needs {head_revision()}; run `pipeline db upgrade`"
+        )

@@ -1,0 +1,242 @@
+"""The app database, in SQLAlchemy Core. Alembic migrations (pipeline/migrations) create it.
+
+Double-posting is made impossible at the database level, not only in code:
+- one *live* content item per (account, fingerprint): a partial unique index;
+- one row per tweet id, and one per (item, part): the `tweets` table.
+Every timestamp is timezone-aware UTC (`timestamptz` on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+
+class UtcDateTime(TypeDecorator):
+    """timestamptz on PostgreSQL; on SQLite an ISO string that always reads back as aware UTC."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):  # type: ignore[override]
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the pipeline stores only timezone-aware UTC times")
+        from datetime import UTC
+
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value, dialect):  # type: ignore[override]
+        if value is None:
+            return None
+        from datetime import UTC
+
+        if value.tzinfo is None:  # SQLite drops the offset; every stored value is UTC
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# Item states (DESIGN.md section 3).
+QUEUED, CLAIMED, POSTING, POSTED, UNKNOWN = "queued", "claimed", "posting", "posted", "unknown"
+FAILED, CANCELLED, NEEDS_REVIEW = "failed", "cancelled", "needs_review"
+STATES = (QUEUED, CLAIMED, POSTING, POSTED, UNKNOWN, FAILED, CANCELLED, NEEDS_REVIEW)
+# Items in these states no longer hold their fingerprint: the same text may be enqueued again.
+DEAD_STATES = (FAILED, CANCELLED)
+KINDS = ("single", "thread", "reply")
+
+_dead = "state NOT IN ('failed', 'cancelled')"
+_due = "state = 'queued'"
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("handle", sa.String(64), primary_key=True),
+    sa.Column("storage_state_path", sa.Text, nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False, server_default="UTC"),
+    sa.Column("created_at", UtcDateTime, nullable=False, server_default=sa.func.now()),
+)
+
+content_items = sa.Table(
+    "content_items",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("account", sa.String(64), sa.ForeignKey("accounts.handle"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("parts", sa.JSON, nullable=False),  # list[str]; a single is one part
+    sa.Column("part_count", sa.Integer, nullable=False),
+    sa.Column("reply_to", sa.String(32)),
+    sa.Column("topic", sa.String(64)),
+    sa.Column("format", sa.String(32)),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, server_default=QUEUED),
+    sa.Column("scheduled_at", UtcDateTime, nullable=False),
+    sa.Column("lease_owner", sa.String(128)),
+    sa.Column("lease_expires_at", UtcDateTime),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),  # tries started (intents written)
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),  # tries that count toward max_attempts
+    sa.Column("unknown_checks", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_checked_at", UtcDateTime),
+    sa.Column("error_class", sa.String(32)),
+    sa.Column("last_error", sa.Text),
+    sa.Column("source", sa.String(32), nullable=False, server_default="operator"),
+    sa.Column("created_at", UtcDateTime, nullable=False, server_default=sa.func.now()),
+    sa.Column("updated_at", UtcDateTime, nullable=False, server_default=sa.func.now()),
+    sa.Column("posted_at", UtcDateTime),
+    sa.CheckConstraint("kind IN ('single', 'thread', 'reply')", name="kind"),
+    sa.CheckConstraint(
+        "state IN ('queued', 'claimed', 'posting', 'posted', 'unknown', 'failed', 'cancelled', 'needs_review')",
+        name="state",
+    ),
+    sa.Index(
+        "uq_content_items_live_fingerprint",
+        "account",
+        "fingerprint",
+        unique=True,
+        sqlite_where=sa.text(_dead),
+        postgresql_where=sa.text(_dead),
+    ),
+    # The claim query's index: only queued rows, ordered by due time (stays small at 1M posted rows).
+    sa.Index("ix_content_items_due", "scheduled_at", sqlite_where=sa.text(_due), postgresql_where=sa.text(_due)),
+    sa.Index("ix_content_items_account_state", "account", "state"),
+)
+
+tweets = sa.Table(
+    "tweets",
+    metadata,
+    sa.Column("tweet_id", sa.String(32), primary_key=True),
+    sa.Column("item_id", sa.Integer, sa.ForeignKey("content_items.id"), nullable=False),
+    sa.Column("part_index", sa.Integer, nullable=False),
+    sa.Column("account", sa.String(64), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("posted_at", UtcDateTime, nullable=False),
+    sa.Column("recorded_via", sa.String(16), nullable=False, server_default="response"),
+    sa.UniqueConstraint("item_id", "part_index"),
+    sa.Index("ix_tweets_posted_at", "posted_at"),
+)
+
+post_attempts = sa.Table(
+    "post_attempts",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),  # uuid4, also written to the journal
+    sa.Column("item_id", sa.Integer, sa.ForeignKey("content_items.id"), nullable=False),
+    sa.Column("part_index", sa.Integer, nullable=False),
+    sa.Column("account", sa.String(64), nullable=False),
+    sa.Column("worker", sa.String(128), nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("finished_at", UtcDateTime),
+    # pending (intent committed, browser acting) | posted | unknown | failed | retry | reconciled
+    sa.Column("outcome", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("error_class", sa.String(32)),
+    sa.Column("error", sa.Text),
+    sa.Column("tweet_id", sa.String(32)),
+    sa.Index("ix_post_attempts_item", "item_id", "part_index"),
+)
+
+metric_snapshots = sa.Table(
+    "metric_snapshots",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tweet_id", sa.String(32), sa.ForeignKey("tweets.tweet_id"), nullable=False),
+    sa.Column("item_id", sa.Integer, nullable=False),
+    sa.Column("account", sa.String(64), nullable=False),
+    sa.Column("captured_at", UtcDateTime, nullable=False),
+    sa.Column("age_label", sa.String(8), nullable=False),
+    sa.Column("likes", sa.Integer, nullable=False),
+    sa.Column("retweets", sa.Integer, nullable=False),
+    sa.Column("replies", sa.Integer, nullable=False),
+    sa.Column("quotes", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("bookmarks", sa.Integer, nullable=False),
+    sa.Column("views", sa.Integer, nullable=False),
+    sa.UniqueConstraint("tweet_id", "age_label"),
+    sa.Index("ix_metric_snapshots_tweet_captured", "tweet_id", "captured_at"),
+)
+
+breaker_state = sa.Table(
+    "breaker_state",
+    metadata,
+    sa.Column("account", sa.String(64), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False, server_default="closed"),
+    sa.Column("reason", sa.Text),
+    sa.Column("opened_at", UtcDateTime),
+    sa.Column("open_until", UtcDateTime),  # NULL while forced open: only a reset or a session check closes it
+    sa.Column("trips", sa.Integer, nullable=False, server_default="0"),  # consecutive opens: the break grows
+    sa.Column("probe_deadline", UtcDateTime),
+    sa.Column("updated_at", UtcDateTime, nullable=False, server_default=sa.func.now()),
+)
+
+breaker_events = sa.Table(
+    "breaker_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("account", sa.String(64), nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("error_class", sa.String(32)),  # NULL for a success
+    sa.Column("weight", sa.Float, nullable=False),
+    sa.Index("ix_breaker_events_account_at", "account", "at"),
+)
+
+breaker_transitions = sa.Table(
+    "breaker_transitions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("account", sa.String(64), nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("from_state", sa.String(16), nullable=False),
+    sa.Column("to_state", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+)
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(200), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("delivered", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("delivery_error", sa.Text),
+    sa.Index("ix_alerts_key_created", "key", "created_at"),
+)
+
+# What the pipeline's own jobs did, so `pipeline health` can tell a plan that stopped from a quiet one.
+job_runs = sa.Table(
+    "job_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job", sa.String(32), nullable=False),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("finished_at", UtcDateTime),
+    sa.Column("ok", sa.Boolean),
+    sa.Column("produced", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("detail", sa.JSON),
+    sa.Index("ix_job_runs_job_finished", "job", "finished_at"),
+)
+
+# Drafts consumed by the drafts generator, so no draft is ever used twice.
+used_drafts = sa.Table(
+    "used_drafts",
+    metadata,
+    sa.Column("draft_key", sa.String(64), primary_key=True),
+    sa.Column("used_at", UtcDateTime, nullable=False),
+)
+
+# Tokens spent by the LLM generator per UTC day (its daily budget).
+llm_spend = sa.Table(
+    "llm_spend",
+    metadata,
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("tokens", sa.Integer, nullable=False, server_default="0"),
+)

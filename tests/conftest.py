@@ -1,0 +1,76 @@
+"""Shared fixtures: real SQLite files and a real PostgreSQL database per test session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from pipeline import db as dbmod
+from pipeline.migrate import upgrade
+from tests import pg
+
+ARTIFACTS = Path(__file__).parent / "artifacts"
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    try:
+        return pg.admin_url()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test session."""
+    url = pg.create_database(pg_admin_url)
+    upgrade(dbmod.get_engine(url))
+    yield url
+    dbmod.dispose_engines()
+    pg.drop_database(pg_admin_url, url)
+
+
+def _truncate(engine: sa.Engine) -> None:
+    from pipeline.schema import metadata
+
+    with engine.begin() as conn:
+        for table in reversed(metadata.sorted_tables):
+            conn.execute(table.delete())
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each test using this runs twice: on a real SQLite file and on the real PostgreSQL server."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'pipeline.db'}"
+        upgrade(dbmod.get_engine(url))
+        yield url
+    else:
+        url = request.getfixturevalue("pg_url")
+        _truncate(dbmod.get_engine(url))
+        yield url
+
+
+@pytest.fixture
+def engine(db_url: str) -> sa.Engine:
+    return dbmod.get_engine(db_url)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'pipeline.db'}"
+    upgrade(dbmod.get_engine(url))
+    return url
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the developer's own PIPELINE_* settings or writes into the checkout's .pipeline/."""
+    for key in list(os.environ):
+        if key.startswith("PIPELINE_") and not key.startswith("PIPELINE_TEST_") and key != "PIPELINE_BROWSER_EXECUTABLE":
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("PIPELINE_STATE_DIR", str(tmp_path / "state"))
