@@ -13,6 +13,8 @@ from pipeline import db as dbmod
 from pipeline.migrate import upgrade
 from tests import pg
 
+pytest_plugins = ["tests.fixtures_browser"]
+
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
 
