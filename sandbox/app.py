@@ -1,0 +1,291 @@
+"""The sandbox web app (Starlette): x.com-shaped pages, the CreateTweet endpoint, and the admin API.
+
+Admin API (loopback clients only, 403 otherwise), all JSON:
+  GET  /__sandbox/health                      {"ok": true}
+  GET  /__sandbox/tweets[?account=H]          ground truth, oldest first
+  GET  /__sandbox/state                       rules, faults, clock, counts
+  POST /__sandbox/accounts {"handle": H}      -> {"handle": H, "storage_state": {...}} (a fresh valid session)
+  POST /__sandbox/sessions/expire {"handle"}  invalidate every session of H
+  POST /__sandbox/faults {name: {"p":..}, "seed"?: int}   ({} clears)
+  POST /__sandbox/rules {"duplicate_window_hours", "posts_per_3h", "posts_per_day"}   (partial updates)
+  POST /__sandbox/clock {"offset_s": N}
+  POST /__sandbox/reset
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from sandbox import pages
+from sandbox.faults import FaultConfigError, parse_faults
+from sandbox.state import Store, clean_handle, error_body
+
+NO_STORE = {"cache-control": "no-store"}
+SESSION_DAYS = 365
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    try:
+        addr = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return host == "localhost"
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr.is_loopback
+
+
+def storage_state(domain: str, auth_token: str, ct0: str) -> dict[str, Any]:
+    """A Playwright storage_state holding the session cookies for the sandbox host."""
+    expires = int(time.time()) + SESSION_DAYS * 86400
+    common = {"domain": domain, "path": "/", "expires": expires, "secure": False, "sameSite": "Lax"}
+    return {
+        "cookies": [
+            {"name": "auth_token", "value": auth_token, "httpOnly": True, **common},
+            {"name": "ct0", "value": ct0, "httpOnly": False, **common},
+        ],
+        "origins": [],
+    }
+
+
+async def hold(request: Request, store: Store, seconds: float) -> None:
+    """Sleep up to `seconds` (inf: forever), returning early if the client disconnects or the server stops."""
+    deadline = time.monotonic() + seconds if seconds != float("inf") else float("inf")
+    while not store.stopping.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        await asyncio.sleep(min(0.05, left))
+        if await request.is_disconnected():
+            return
+
+
+def create_app(store: Store) -> Starlette:
+    Handler = Callable[[Request], Awaitable[Response]]
+
+    def admin(fn: Handler) -> Handler:
+        async def wrapped(request: Request) -> Response:
+            host = request.client.host if request.client else None
+            if not is_loopback(host):
+                return JSONResponse({"error": f"the sandbox admin API only answers loopback clients, not {host}"}, 403)
+            try:
+                return await fn(request)
+            except (ValueError, FaultConfigError) as exc:
+                return JSONResponse({"error": str(exc)}, 400)
+
+        return wrapped
+
+    async def body_json(request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        if not raw.strip():
+            return {}
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"request body is not valid JSON: {exc.msg}") from None
+        if not isinstance(data, dict):
+            raise ValueError("request body must be a JSON object")
+        return data
+
+    # -- admin ------------------------------------------------------------------------------------------------------
+
+    @admin
+    async def health(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    @admin
+    async def tweets(request: Request) -> Response:
+        return JSONResponse(store.tweets(request.query_params.get("account")))
+
+    @admin
+    async def state(request: Request) -> Response:
+        return JSONResponse(store.info())
+
+    @admin
+    async def accounts(request: Request) -> Response:
+        data = await body_json(request)
+        handle = clean_handle(data.get("handle"))
+        auth_token, ct0 = store.issue_session(handle)
+        domain = data.get("domain") or request.url.hostname or "127.0.0.1"
+        return JSONResponse({"handle": handle, "storage_state": storage_state(domain, auth_token, ct0)})
+
+    @admin
+    async def expire(request: Request) -> Response:
+        data = await body_json(request)
+        handle = clean_handle(data.get("handle"))
+        return JSONResponse({"handle": handle, "expired_sessions": store.expire_sessions(handle)})
+
+    @admin
+    async def faults(request: Request) -> Response:
+        config, seed = parse_faults(await body_json(request))
+        store.set_faults(config, seed)
+        return JSONResponse(store.info()["faults"])
+
+    @admin
+    async def rules(request: Request) -> Response:
+        return JSONResponse(store.set_rules(await body_json(request)))
+
+    @admin
+    async def clock(request: Request) -> Response:
+        data = await body_json(request)
+        offset = store.set_clock(data.get("offset_s"))
+        return JSONResponse({"offset_s": offset, "now": store.info()["now"]})
+
+    @admin
+    async def reset(request: Request) -> Response:
+        store.reset()
+        return JSONResponse({"ok": True})
+
+    # -- the X API --------------------------------------------------------------------------------------------------
+
+    async def create_tweet(request: Request) -> Response:
+        auth_token, ct0 = request.cookies.get("auth_token"), request.cookies.get("ct0")
+        if not auth_token or not ct0:
+            return JSONResponse(error_body(32), 401)
+        if request.headers.get("x-csrf-token") != ct0:
+            return JSONResponse(error_body(353), 403)
+        handle = store.session_handle(auth_token, ct0)
+        if handle is None:
+            return JSONResponse(error_body(32), 401)
+        try:
+            payload = json.loads(await request.body())
+            variables = payload["variables"]
+            if isinstance(variables, str):
+                variables = json.loads(variables)
+            text = variables.get("tweet_text")
+            reply = variables.get("reply") or {}
+            reply_to = reply.get("in_reply_to_tweet_id") if isinstance(reply, dict) else None
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return JSONResponse(error_body(170, "Bad request: expected {\"variables\": {\"tweet_text\": ...}}"), 400)
+        result = store.post(handle, text, reply_to)
+        if result.stall_s:
+            await hold(request, store, result.stall_s)
+        return JSONResponse(result.body, result.status, headers=result.headers)
+
+    # -- pages ------------------------------------------------------------------------------------------------------
+
+    def viewer_of(request: Request) -> str | None:
+        return store.session_handle(request.cookies.get("auth_token"), request.cookies.get("ct0"))
+
+    async def page_start(request: Request) -> tuple[str | None, str]:
+        viewer = viewer_of(request)
+        delay, drift = store.page_faults(viewer)
+        if delay:
+            await hold(request, store, delay)
+        return viewer, drift
+
+    def to_login(request: Request) -> Response:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/i/flow/login?redirect_after_login={quote(target, safe='')}", 302, headers=NO_STORE)
+
+    def html(content: str, status: int = 200) -> HTMLResponse:
+        return HTMLResponse(content, status, headers=NO_STORE)
+
+    async def root(request: Request) -> Response:
+        return RedirectResponse("/home" if viewer_of(request) else "/i/flow/login", 302, headers=NO_STORE)
+
+    async def login_get(request: Request) -> Response:
+        await page_start(request)
+        return html(pages.login_page(_safe_redirect(request.query_params.get("redirect_after_login"))))
+
+    async def login_post(request: Request) -> Response:
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
+        redirect = _safe_redirect(form.get("redirect_after_login"))
+        try:
+            handle = clean_handle(form.get("text", ""))
+        except ValueError:
+            return html(pages.login_page(redirect, "Sorry, we could not find your account."), 400)
+        auth_token, ct0 = store.issue_session(handle)
+        response = RedirectResponse(redirect, 302, headers=NO_STORE)
+        age = SESSION_DAYS * 86400
+        response.set_cookie("auth_token", auth_token, max_age=age, path="/", httponly=True, samesite="lax")
+        response.set_cookie("ct0", ct0, max_age=age, path="/", httponly=False, samesite="lax")
+        return response
+
+    async def home(request: Request) -> Response:
+        viewer, drift = await page_start(request)
+        if viewer is None:
+            return to_login(request)
+        return html(pages.home_page(viewer, drift))
+
+    async def compose(request: Request) -> Response:
+        viewer, drift = await page_start(request)
+        if viewer is None:
+            return to_login(request)
+        reply_to = request.query_params.get("in_reply_to") or None
+        if reply_to is not None and not reply_to.isdigit():
+            reply_to = None
+        return html(pages.compose_page(viewer, reply_to, drift))
+
+    async def profile(request: Request) -> Response:
+        viewer, _ = await page_start(request)
+        if viewer is None:
+            return to_login(request)
+        handle = request.path_params["handle"]
+        if not store.account_exists(handle):
+            return html(pages.not_found_page(viewer, f"This account doesn’t exist: @{handle}"), 404)
+        try:
+            limit = max(1, min(int(request.query_params.get("count", 200)), 1000))
+        except ValueError:
+            limit = 200
+        return html(pages.profile_page(viewer, handle, store.timeline(handle, limit)))
+
+    async def status(request: Request) -> Response:
+        viewer, drift = await page_start(request)
+        if viewer is None:
+            return to_login(request)
+        handle, tweet_id = request.path_params["handle"], request.path_params["tweet_id"]
+        tweet = store.tweet(tweet_id) if tweet_id.isdigit() else None
+        if tweet is None:
+            return html(pages.not_found_page(viewer, "This post doesn’t exist or was deleted."), 404)
+        if tweet["account"] != handle:
+            return RedirectResponse(f"/{tweet['account']}/status/{tweet_id}", 301)
+        return html(pages.status_page(viewer, tweet, drift))
+
+    async def favicon(request: Request) -> Response:
+        return Response(status_code=204)
+
+    routes = [
+        Route("/__sandbox/health", health),
+        Route("/__sandbox/tweets", tweets),
+        Route("/__sandbox/state", state),
+        Route("/__sandbox/accounts", accounts, methods=["POST"]),
+        Route("/__sandbox/sessions/expire", expire, methods=["POST"]),
+        Route("/__sandbox/faults", faults, methods=["POST"]),
+        Route("/__sandbox/rules", rules, methods=["POST"]),
+        Route("/__sandbox/clock", clock, methods=["POST"]),
+        Route("/__sandbox/reset", reset, methods=["POST"]),
+        Route("/i/api/graphql/{query_id}/CreateTweet", create_tweet, methods=["POST"]),
+        Route("/i/flow/login", login_get, methods=["GET"]),
+        Route("/i/flow/login", login_post, methods=["POST"]),
+        Route("/", root),
+        Route("/favicon.ico", favicon),
+        Route("/home", home),
+        Route("/compose/post", compose),
+        Route("/compose/tweet", compose),
+        Route("/{handle}/status/{tweet_id}", status),
+        Route("/{handle}/with_replies", profile),
+        Route("/{handle}", profile),
+    ]
+    app = Starlette(routes=routes)
+    app.state.store = store
+    return app
+
+
+def _safe_redirect(target: str | None) -> str:
+    """Only same-site paths (no open redirects)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/home"
+    return target

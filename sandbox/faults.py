@@ -1,0 +1,155 @@
+"""Fault injection for the sandbox: names, validation, and seeded, reproducible draws.
+
+A fault set is `{name: {"p": probability, ...params}}` (the body of `POST /__sandbox/faults` and the shape of a
+`--faults FILE`), with an optional top-level `"seed"`. Every fault draws from its own `random.Random` seeded by
+`"<seed>:<name>"`, so the sequence of one fault does not depend on how often another was drawn (page loads do
+not shift post faults). Optional params on every fault: `accounts` (a list of handles it applies to; default
+all) and `times` (fire at most this many times; default unlimited).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+from typing import Any
+
+# name -> default params (besides p, accounts, times)
+FAULTS: dict[str, dict[str, Any]] = {
+    # the tweet is stored, then the response is held `seconds` (default: until the client goes or the server stops)
+    "post_commit_stall": {"seconds": math.inf},
+    # HTTP 503 before anything is stored
+    "post_error_5xx": {},
+    # HTTP 429 / code 88 before storing; the account stays limited for `reset_s` seconds
+    "rate_limit": {"reset_s": 60.0},
+    # the account's sessions are invalidated before storing: 401 / code 32, pages redirect to login
+    "session_expired": {},
+    # latency on page loads (HTML pages only)
+    "slow_page": {"seconds": 2.0},
+    # the post buttons are rendered with another data-testid (`tweetButtonInline` -> `tweetButtonInline_v2`)
+    "ui_drift": {"suffix": "_v2"},
+    # code 226 ("looks like it might be automated") in the GraphQL body, before storing
+    "automation_block": {},
+}
+# The order in which pre-store post faults take effect when several fire on the same request.
+POST_FAULTS = ("session_expired", "automation_block", "rate_limit", "post_error_5xx", "post_commit_stall")
+PAGE_FAULTS = ("slow_page", "ui_drift")
+
+
+class FaultConfigError(ValueError):
+    """A fault set that cannot be applied; the message names the fault and the field."""
+
+
+def _number(name: str, key: str, value: Any, allow_forever: bool = False) -> float:
+    if allow_forever and (value is None or value == "forever"):
+        return math.inf
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        hint = ' (or "forever")' if allow_forever else ""
+        raise FaultConfigError(f"{name}.{key} must be a number{hint}, got {value!r}")
+    if value < 0:
+        raise FaultConfigError(f"{name}.{key} must be >= 0, got {value!r}")
+    return float(value)
+
+
+def parse_faults(obj: Any) -> tuple[dict[str, dict[str, Any]], int | None]:
+    """Validate a fault set; returns (normalised config, seed or None)."""
+    if not isinstance(obj, dict):
+        raise FaultConfigError('faults must be a JSON object like {"post_error_5xx": {"p": 0.5}}')
+    seed = obj.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise FaultConfigError(f"seed must be an integer, got {seed!r}")
+    out: dict[str, dict[str, Any]] = {}
+    for name, raw in obj.items():
+        if name == "seed":
+            continue
+        if name not in FAULTS:
+            raise FaultConfigError(f"unknown fault {name!r}; known: {', '.join(sorted(FAULTS))}")
+        if raw is None or raw is False:
+            continue
+        if raw is True:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise FaultConfigError(f'{name} must be an object like {{"p": 0.5}}, got {raw!r}')
+        cfg: dict[str, Any] = dict(FAULTS[name])
+        p = _number(name, "p", raw.get("p", 1.0))
+        if p > 1:
+            raise FaultConfigError(f"{name}.p must be between 0 and 1, got {p}")
+        cfg["p"] = p
+        for key, value in raw.items():
+            if key == "p":
+                continue
+            if key == "accounts":
+                if not isinstance(value, list) or not all(isinstance(h, str) for h in value):
+                    raise FaultConfigError(f"{name}.accounts must be a list of handles")
+                cfg["accounts"] = [h.lstrip("@") for h in value]
+            elif key == "times":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise FaultConfigError(f"{name}.times must be a non-negative integer")
+                cfg["times"] = value
+            elif key == "suffix" and name == "ui_drift":
+                if not isinstance(value, str) or not value:
+                    raise FaultConfigError("ui_drift.suffix must be a non-empty string")
+                cfg["suffix"] = value
+            elif key in FAULTS[name]:
+                cfg[key] = _number(name, key, value, allow_forever=(name == "post_commit_stall"))
+            else:
+                allowed = ", ".join(["p", "accounts", "times", *FAULTS[name]])
+                raise FaultConfigError(f"{name} has no parameter {key!r}; allowed: {allowed}")
+        out[name] = cfg
+    return out, seed
+
+
+def load_faults_file(path: str | Path) -> tuple[dict[str, dict[str, Any]], int | None]:
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise FaultConfigError(f"faults file {p} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise FaultConfigError(f"faults file {p} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    return parse_faults(data)
+
+
+def public_config(config: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The config as JSON (infinity shown as "forever")."""
+    return {
+        name: {k: ("forever" if isinstance(v, float) and math.isinf(v) else v) for k, v in cfg.items()}
+        for name, cfg in config.items()
+    }
+
+
+class FaultBox:
+    """The active fault set and one seeded random stream per fault. Not thread-safe: callers hold a lock."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        self.config: dict[str, dict[str, Any]] = {}
+        self._rngs: dict[str, random.Random] = {}
+        self.fired: dict[str, int] = {}
+
+    def configure(self, config: dict[str, dict[str, Any]], seed: int | None = None) -> None:
+        if seed is not None:
+            self.seed = seed
+        self.config = config
+        self._rngs = {name: random.Random(f"{self.seed}:{name}") for name in config}
+        self.fired = {name: 0 for name in config}
+
+    def clear(self) -> None:
+        self.configure({})
+
+    def roll(self, name: str, account: str | None = None) -> dict[str, Any] | None:
+        """Draw for one fault; its params if it fires, else None. Draws only where the fault applies."""
+        cfg = self.config.get(name)
+        if cfg is None:
+            return None
+        accounts = cfg.get("accounts")
+        if accounts is not None and account not in accounts:
+            return None
+        times = cfg.get("times")
+        if times is not None and self.fired.get(name, 0) >= times:
+            return None
+        if self._rngs[name].random() < cfg["p"]:
+            self.fired[name] = self.fired.get(name, 0) + 1
+            return cfg
+        return None

@@ -1,0 +1,489 @@
+"""The sandbox's state: accounts, sessions, tweets (the ground truth), rules, clock, faults.
+
+Everything lives in one SQLite database: `:memory:` by default, or a file (`state_file`) that survives restarts.
+All access goes through `Store` methods under one lock (uvicorn serves from an event loop, tests and the server
+thread may call in concurrently). Times are the sandbox's clock: real time plus `clock_offset_s`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import secrets
+import sqlite3
+import threading
+import time
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from twitter_text import parse_tweet
+
+from sandbox.engagement import engagement
+from sandbox.faults import FaultBox, public_config
+
+DEFAULT_RULES: dict[str, float] = {"duplicate_window_hours": 12.0, "posts_per_3h": 300, "posts_per_day": 2400}
+MAX_WEIGHTED_LENGTH = 280
+TWITTER_EPOCH_MS = 1288834974657  # X's snowflake epoch
+HANDLE_RE = re.compile(r"^[A-Za-z0-9_]{1,50}$")
+RESERVED = {
+    "home", "compose", "i", "explore", "notifications", "messages", "settings", "login", "logout", "search",
+    "intent", "__sandbox", "favicon.ico", "robots.txt", "tos", "privacy", "signup",
+}  # fmt: skip
+_SPACE = re.compile(r"\s+")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tweets (
+    id TEXT PRIMARY KEY, id_num INTEGER NOT NULL UNIQUE, account TEXT NOT NULL, text TEXT NOT NULL,
+    norm TEXT NOT NULL, in_reply_to TEXT, conversation_id TEXT NOT NULL, created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tweets_account_time ON tweets (account, created_at);
+CREATE INDEX IF NOT EXISTS tweets_reply ON tweets (in_reply_to);
+CREATE TABLE IF NOT EXISTS accounts (handle TEXT PRIMARY KEY, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (
+    auth_token TEXT PRIMARY KEY, ct0 TEXT NOT NULL, handle TEXT NOT NULL, valid INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_handle ON sessions (handle);
+CREATE TABLE IF NOT EXISTS rate_blocks (handle TEXT PRIMARY KEY, until REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+# X's error messages (GraphQL body shape) by code.
+MESSAGES = {
+    32: "Could not authenticate you.",
+    88: "Rate limit exceeded.",
+    130: "Over capacity",
+    170: "Missing required parameter: tweet_text.",
+    186: "Authorization: Tweet needs to be a bit shorter. (186)",
+    187: "Authorization: Status is a duplicate. (187)",
+    226: (
+        "Authorization: This request looks like it might be automated. To protect our users from spam and other "
+        "malicious activity, we can't complete this action right now. Please try again later. (226)"
+    ),
+    353: "This request requires a matching csrf cookie and header.",
+    385: "Authorization: You attempted to reply to a Tweet that is deleted or not visible to you. (385)",
+}
+_KINDS = {186: "Permissions", 187: "Permissions", 226: "Permissions", 385: "Permissions", 170: "Validation"}
+
+
+def error_body(code: int, message: str | None = None) -> dict[str, Any]:
+    msg = message or MESSAGES.get(code, "Something went wrong.")
+    err: dict[str, Any] = {"message": msg, "code": code}
+    if code in _KINDS:
+        ext = {
+            "name": "AuthorizationError" if _KINDS[code] == "Permissions" else "BadRequest",
+            "source": "Client",
+            "code": code,
+            "kind": _KINDS[code],
+            "tracing": {"trace_id": secrets.token_hex(8)},
+        }
+        err = {"message": msg, "locations": [{"line": 18, "column": 3}], "path": ["create_tweet"],
+               "extensions": ext, **ext}  # fmt: skip
+        return {"errors": [err], "data": {}}
+    return {"errors": [err]}
+
+
+def normalise(text: str) -> str:
+    """How the duplicate rule compares texts: NFC, whitespace folded, trimmed (case-sensitive)."""
+    return _SPACE.sub(" ", unicodedata.normalize("NFC", text)).strip()
+
+
+def weighted_length(text: str) -> int:
+    return parse_tweet(text).weightedLength if text else 0
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def x_created_at(ts: float) -> str:
+    """X's legacy created_at format: 'Wed Oct 10 20:19:24 +0000 2018'."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%a %b %d %H:%M:%S +0000 %Y")
+
+
+def clean_handle(handle: Any) -> str:
+    if not isinstance(handle, str):
+        raise ValueError("handle must be a string")
+    h = handle.strip().lstrip("@")
+    if not HANDLE_RE.match(h) or h.lower() in RESERVED:
+        raise ValueError(f"invalid handle {handle!r}: use 1-50 letters, digits or underscores (not a reserved path)")
+    return h
+
+
+@dataclass
+class PostResult:
+    """What CreateTweet answers. `stall_s` holds the response after storing (math.inf: until disconnect/stop)."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+    stall_s: float | None = None
+    tweet: dict[str, Any] | None = None
+
+
+class Store:
+    def __init__(self, path: str | Path | None = None, seed: int = 0) -> None:
+        self.path = str(path) if path else ":memory:"
+        self.seed = seed
+        self._lock = threading.RLock()
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        if self.path != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self.faults = FaultBox(seed)
+        self.stopping = threading.Event()  # set at server shutdown: releases stalled responses
+        self.rules: dict[str, float] = dict(DEFAULT_RULES)
+        self.clock_offset_s = 0.0
+        self._last_id = 0
+        meta = {r["key"]: r["value"] for r in self._db.execute("SELECT key, value FROM meta")}
+        if "rules" in meta:
+            self.rules.update(json.loads(meta["rules"]))
+        self.clock_offset_s = float(meta.get("clock_offset_s", 0.0))
+        self._last_id = int(meta.get("last_id", 0))
+        row = self._db.execute("SELECT MAX(id_num) FROM tweets").fetchone()
+        self._last_id = max(self._last_id, row[0] or 0)
+
+    # -- plumbing -------------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _tx(self) -> _Tx:
+        return _Tx(self._db)
+
+    def _set_meta(self, key: str, value: Any) -> None:
+        self._db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value if isinstance(value, str) else json.dumps(value)),
+        )
+
+    def now(self) -> float:
+        return time.time() + self.clock_offset_s
+
+    def _next_id(self, now: float) -> int:
+        snow = (int(now * 1000) - TWITTER_EPOCH_MS) << 22
+        self._last_id = max(snow, self._last_id + 1)
+        return self._last_id
+
+    # -- admin ----------------------------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Clear tweets, accounts, sessions, faults, rate blocks; rules to defaults; clock to 0. Ids keep rising."""
+        with self._lock, self._tx():
+            for table in ("tweets", "accounts", "sessions", "rate_blocks"):
+                self._db.execute(f"DELETE FROM {table}")
+            self.rules = dict(DEFAULT_RULES)
+            self.clock_offset_s = 0.0
+            self._set_meta("rules", self.rules)
+            self._set_meta("clock_offset_s", 0.0)
+            self._set_meta("last_id", str(self._last_id))
+            self.faults.seed = self.seed
+            self.faults.clear()
+
+    def set_rules(self, updates: dict[str, Any]) -> dict[str, float]:
+        clean: dict[str, float] = {}
+        for key, value in updates.items():
+            if key not in DEFAULT_RULES:
+                raise ValueError(f"unknown rule {key!r}; known: {', '.join(DEFAULT_RULES)}")
+            if value is None:
+                value = 0
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"{key} must be a number >= 0, got {value!r}")
+            clean[key] = float(value) if key == "duplicate_window_hours" else int(value)
+        with self._lock, self._tx():
+            self.rules.update(clean)
+            self._set_meta("rules", self.rules)
+            return dict(self.rules)
+
+    def set_clock(self, offset_s: Any) -> float:
+        if isinstance(offset_s, bool) or not isinstance(offset_s, int | float) or not math.isfinite(offset_s):
+            raise ValueError(f"offset_s must be a number of seconds, got {offset_s!r}")
+        with self._lock, self._tx():
+            self.clock_offset_s = float(offset_s)
+            self._set_meta("clock_offset_s", self.clock_offset_s)
+            return self.clock_offset_s
+
+    def set_faults(self, config: dict[str, dict[str, Any]], seed: int | None = None) -> None:
+        with self._lock:
+            self.faults.configure(config, seed)
+
+    def info(self) -> dict[str, Any]:
+        with self._lock:
+            counts = {
+                t: self._db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+                for t in ("tweets", "accounts", "sessions")
+            }
+            return {
+                "now": iso(self.now()),
+                "clock_offset_s": self.clock_offset_s,
+                "rules": dict(self.rules),
+                "faults": public_config(self.faults.config),
+                "faults_fired": dict(self.faults.fired),
+                "fault_seed": self.faults.seed,
+                "seed": self.seed,
+                "state_file": None if self.path == ":memory:" else self.path,
+                **counts,
+            }
+
+    # -- accounts and sessions ------------------------------------------------------------------------------------
+
+    def issue_session(self, handle: str) -> tuple[str, str]:
+        """Create the account if needed and a fresh valid session for it: (auth_token, ct0)."""
+        handle = clean_handle(handle)
+        auth_token, ct0 = secrets.token_hex(20), secrets.token_hex(32)
+        with self._lock, self._tx():
+            now = self.now()
+            self._db.execute("INSERT OR IGNORE INTO accounts (handle, created_at) VALUES (?, ?)", (handle, now))
+            self._db.execute(
+                "INSERT INTO sessions (auth_token, ct0, handle, valid, created_at) VALUES (?, ?, ?, 1, ?)",
+                (auth_token, ct0, handle, now),
+            )
+        return auth_token, ct0
+
+    def session_handle(self, auth_token: str | None, ct0: str | None = None) -> str | None:
+        """The handle of a valid session (None if missing, unknown or expired)."""
+        if not auth_token:
+            return None
+        with self._lock:
+            row = self._db.execute(
+                "SELECT handle, ct0 FROM sessions WHERE auth_token = ? AND valid = 1", (auth_token,)
+            ).fetchone()
+        if row is None or (ct0 is not None and row["ct0"] != ct0):
+            return None
+        return row["handle"]
+
+    def expire_sessions(self, handle: str) -> int:
+        with self._lock, self._tx():
+            return self._db.execute("UPDATE sessions SET valid = 0 WHERE handle = ?", (handle.lstrip("@"),)).rowcount
+
+    def account_exists(self, handle: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM accounts WHERE handle = ?", (handle,)).fetchone() is not None
+
+    # -- page faults ----------------------------------------------------------------------------------------------
+
+    def page_faults(self, handle: str | None) -> tuple[float, str]:
+        """(delay seconds, button data-testid suffix) for one page load."""
+        with self._lock:
+            slow = self.faults.roll("slow_page", handle)
+            drift = self.faults.roll("ui_drift", handle)
+        return (float(slow["seconds"]) if slow else 0.0), (drift["suffix"] if drift else "")
+
+    # -- posting --------------------------------------------------------------------------------------------------
+
+    def _limited(self, handle: str, now: float) -> PostResult | None:
+        row = self._db.execute("SELECT until FROM rate_blocks WHERE handle = ?", (handle,)).fetchone()
+        if row is not None and row["until"] > now:
+            return self._rate_limited(row["until"], 0)
+        for window, rule in ((3 * 3600.0, "posts_per_3h"), (86400.0, "posts_per_day")):
+            limit = int(self.rules[rule])
+            if limit <= 0:
+                continue
+            rows = self._db.execute(
+                "SELECT created_at FROM tweets WHERE account = ? AND created_at > ? ORDER BY created_at DESC LIMIT ?",
+                (handle, now - window, limit),
+            ).fetchall()
+            if len(rows) >= limit:
+                # the window frees a slot when the limit-th most recent post leaves it
+                return self._rate_limited(rows[-1]["created_at"] + window, limit)
+        return None
+
+    def _rate_limited(self, until_sandbox: float, limit: int) -> PostResult:
+        reset_epoch = math.ceil(until_sandbox - self.clock_offset_s)  # real epoch seconds, what a client compares
+        return PostResult(
+            429,
+            error_body(88),
+            {"x-rate-limit-reset": str(reset_epoch), "x-rate-limit-limit": str(limit), "x-rate-limit-remaining": "0"},
+        )
+
+    def post(self, handle: str, text: Any, reply_to: Any) -> PostResult:
+        """CreateTweet for an authenticated account: rate blocks, faults, rules, then store."""
+        with self._lock:
+            now = self.now()
+            limited = self._limited(handle, now)
+            if limited is not None:
+                return limited
+            if self.faults.roll("session_expired", handle):
+                self._db.execute("UPDATE sessions SET valid = 0 WHERE handle = ?", (handle,))
+                return PostResult(401, error_body(32))
+            if self.faults.roll("automation_block", handle):
+                return PostResult(200, error_body(226))
+            rl = self.faults.roll("rate_limit", handle)
+            if rl:
+                until = now + float(rl["reset_s"])
+                with self._tx():
+                    self._db.execute(
+                        "INSERT INTO rate_blocks (handle, until) VALUES (?, ?) "
+                        "ON CONFLICT (handle) DO UPDATE SET until = excluded.until",
+                        (handle, until),
+                    )
+                return self._rate_limited(until, 0)
+            if self.faults.roll("post_error_5xx", handle):
+                return PostResult(503, error_body(130))
+
+            if not isinstance(text, str) or not text.strip():
+                return PostResult(200, error_body(170))
+            text = unicodedata.normalize("NFC", text).strip()
+            if weighted_length(text) > MAX_WEIGHTED_LENGTH:
+                return PostResult(200, error_body(186))
+            conversation_id = None
+            if reply_to is not None and reply_to != "":
+                reply_to = str(reply_to)
+                target = None
+                if reply_to.isdigit():
+                    target = self._db.execute(
+                        "SELECT conversation_id FROM tweets WHERE id = ?", (reply_to,)
+                    ).fetchone()
+                if target is None:
+                    return PostResult(200, error_body(385))
+                conversation_id = target["conversation_id"]
+            else:
+                reply_to = None
+            norm = normalise(text)
+            window_h = float(self.rules["duplicate_window_hours"])
+            if window_h > 0:
+                dup = self._db.execute(
+                    "SELECT 1 FROM tweets WHERE account = ? AND norm = ? AND created_at > ? LIMIT 1",
+                    (handle, norm, now - window_h * 3600.0),
+                ).fetchone()
+                if dup is not None:
+                    return PostResult(200, error_body(187))
+
+            id_num = self._next_id(now)
+            tweet_id = str(id_num)
+            with self._tx():
+                self._db.execute(
+                    "INSERT INTO tweets (id, id_num, account, text, norm, in_reply_to, conversation_id, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (tweet_id, id_num, handle, text, norm, reply_to, conversation_id or tweet_id, now),
+                )
+                self._set_meta("last_id", str(id_num))
+            stall = self.faults.roll("post_commit_stall", handle)
+
+        result = {
+            "rest_id": tweet_id,
+            "has_birdwatch_notes": False,
+            "core": {"user_results": {"result": {"__typename": "User", "legacy": {"screen_name": handle}}}},
+            "is_translatable": False,
+            "views": {"count": "0", "state": "EnabledWithCount"},
+            "source": '<a href="https://x.com" rel="nofollow">X Web App</a>',
+            "legacy": {
+                "id_str": tweet_id,
+                "full_text": text,
+                "created_at": x_created_at(now),
+                "conversation_id_str": conversation_id or tweet_id,
+                "in_reply_to_status_id_str": reply_to,
+                "favorite_count": 0,
+                "retweet_count": 0,
+                "reply_count": 0,
+                "quote_count": 0,
+                "bookmark_count": 0,
+                "favorited": False,
+                "retweeted": False,
+                "lang": "en",
+                "display_text_range": [0, len(text)],
+                "entities": {"hashtags": [], "symbols": [], "urls": [], "user_mentions": []},
+            },
+            "__typename": "Tweet",
+        }
+        body = {"data": {"create_tweet": {"tweet_results": {"result": result}}}}
+        tweet = {"id": tweet_id, "account": handle, "text": text, "in_reply_to": reply_to, "created_at": iso(now)}
+        return PostResult(200, body, stall_s=(float(stall["seconds"]) if stall else None), tweet=tweet)
+
+    # -- reading --------------------------------------------------------------------------------------------------
+
+    def _reply_counts(self, ids: list[str] | None = None) -> dict[str, int]:
+        if ids is None:
+            rows = self._db.execute(
+                "SELECT in_reply_to, COUNT(*) FROM tweets WHERE in_reply_to IS NOT NULL GROUP BY in_reply_to"
+            )
+        else:
+            if not ids:
+                return {}
+            marks = ",".join("?" * len(ids))
+            rows = self._db.execute(
+                f"SELECT in_reply_to, COUNT(*) FROM tweets WHERE in_reply_to IN ({marks}) GROUP BY in_reply_to",
+                ids,
+            )
+        return {r[0]: r[1] for r in rows}
+
+    def _to_dict(self, row: sqlite3.Row, now: float, replies: dict[str, int]) -> dict[str, Any]:
+        eng = engagement(row["id"], self.seed, now - row["created_at"], replies.get(row["id"], 0))
+        out = {
+            "id": row["id"],
+            "account": row["account"],
+            "text": row["text"],
+            "in_reply_to": row["in_reply_to"],
+            "conversation_id": row["conversation_id"],
+            "created_at": iso(row["created_at"]),
+            **eng,
+        }
+        if "parent_account" in row.keys():
+            out["in_reply_to_account"] = row["parent_account"]
+        return out
+
+    def tweets(self, account: str | None = None) -> list[dict[str, Any]]:
+        """Ground truth: every stored tweet, oldest first, with engagement as of the sandbox's now."""
+        with self._lock:
+            now = self.now()
+            if account:
+                rows = self._db.execute(
+                    "SELECT * FROM tweets WHERE account = ? ORDER BY id_num", (account.lstrip("@"),)
+                ).fetchall()
+            else:
+                rows = self._db.execute("SELECT * FROM tweets ORDER BY id_num").fetchall()
+            replies = self._reply_counts()
+            return [self._to_dict(r, now, replies) for r in rows]
+
+    def timeline(self, handle: str, limit: int = 200) -> list[dict[str, Any]]:
+        """An account's tweets, newest first."""
+        with self._lock:
+            now = self.now()
+            rows = self._db.execute(
+                "SELECT t.*, p.account AS parent_account FROM tweets t LEFT JOIN tweets p ON p.id = t.in_reply_to "
+                "WHERE t.account = ? ORDER BY t.id_num DESC LIMIT ?",
+                (handle, limit),
+            ).fetchall()
+            replies = self._reply_counts([r["id"] for r in rows])
+            return [self._to_dict(r, now, replies) for r in rows]
+
+    def tweet(self, tweet_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT t.*, p.account AS parent_account FROM tweets t LEFT JOIN tweets p ON p.id = t.in_reply_to "
+                "WHERE t.id = ?",
+                (tweet_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            return self._to_dict(row, self.now(), self._reply_counts([row["id"]]))
+
+
+class _Tx:
+    """BEGIN/COMMIT around a block on an autocommit connection (nested use is a no-op)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self._outer = False
+
+    def __enter__(self) -> None:
+        if not self._db.in_transaction:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._outer = True
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if not self._outer:
+            return
+        if exc_type is None:
+            self._db.execute("COMMIT")
+        else:
+            self._db.execute("ROLLBACK")

@@ -1,0 +1,1 @@
+"""Browser and sandbox fixtures (being written)."""
