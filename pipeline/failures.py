@@ -300,8 +300,8 @@ POLICY: dict[ErrorClass, Policy] = {
     ErrorClass.RATE_LIMITED: Policy("requeue_no_penalty", 0.0, "open_until_reset", False),
     # The session is gone: nothing will work until a human logs in again.
     ErrorClass.AUTH: Policy("requeue_no_penalty", 0.0, "force_open", True),
-    # X thinks we are a bot: keep away for hours, and tell a human.
-    ErrorClass.AUTOMATION_BLOCK: Policy("requeue_no_penalty", 0.0, "open_long", True),
+    # X thinks we are a bot: nothing posts until a human has looked and reset the breaker (issue 4).
+    ErrorClass.AUTOMATION_BLOCK: Policy("requeue_no_penalty", 0.0, "force_open", True),
     # The content's fault, not the account's: fail the item with its reason (187: reconcile first).
     ErrorClass.REJECTED: Policy("fail", 0.0, "ignore", False),
     # Our client no longer fits the page: every post will fail the same way, so it counts heavily.

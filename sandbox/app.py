@@ -79,7 +79,9 @@ def create_app(store: Store) -> Starlette:
         async def wrapped(request: Request) -> Response:
             host = request.client.host if request.client else None
             if not is_loopback(host):
-                return JSONResponse({"error": f"the sandbox admin API only answers loopback clients, not {host}"}, 403)
+                return JSONResponse(
+                    {"error": f"the sandbox admin API only answers loopback clients, not {host}"}, 403
+                )
             try:
                 return await fn(request)
             except (ValueError, FaultConfigError) as exc:
@@ -168,7 +170,9 @@ def create_app(store: Store) -> Starlette:
             reply = variables.get("reply") or {}
             reply_to = reply.get("in_reply_to_tweet_id") if isinstance(reply, dict) else None
         except (ValueError, KeyError, TypeError, AttributeError):
-            return JSONResponse(error_body(170, "Bad request: expected {\"variables\": {\"tweet_text\": ...}}"), 400)
+            return JSONResponse(
+                error_body(170, 'Bad request: expected {"variables": {"tweet_text": ...}}'), 400
+            )
         result = store.post(handle, text, reply_to)
         if result.stall_s:
             await hold(request, store, result.stall_s)
@@ -188,7 +192,9 @@ def create_app(store: Store) -> Starlette:
 
     def to_login(request: Request) -> Response:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return RedirectResponse(f"/i/flow/login?redirect_after_login={quote(target, safe='')}", 302, headers=NO_STORE)
+        return RedirectResponse(
+            f"/i/flow/login?redirect_after_login={quote(target, safe='')}", 302, headers=NO_STORE
+        )
 
     def html(content: str, status: int = 200) -> HTMLResponse:
         return HTMLResponse(content, status, headers=NO_STORE)

@@ -24,7 +24,10 @@ class SandboxAdmin:
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(
-            f"{self.url}/__sandbox/{path}", data=data, method=method, headers={"content-type": "application/json"}
+            f"{self.url}/__sandbox/{path}",
+            data=data,
+            method=method,
+            headers={"content-type": "application/json"},
         )
         try:
             with _OPENER.open(req, timeout=self.timeout_s) as resp:

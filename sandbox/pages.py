@@ -101,7 +101,11 @@ _JS = r"""
     const code = err ? err.code : null;
     if (resp.status === 401 || code === 32) {
       showError('Could not authenticate you.');
-      location.href = '/i/flow/login?redirect_after_login=' + encodeURIComponent(location.pathname);
+      // like x.com: the session is gone, so the app leaves for the login flow (after a moment, so a client
+      // watching the network can still read the response body)
+      setTimeout(function () {
+        location.href = '/i/flow/login?redirect_after_login=' + encodeURIComponent(location.pathname);
+      }, 1000);
       return {ok: false, code: 32, message: 'Could not authenticate you.'};
     }
     let message = MESSAGES[code];
@@ -225,7 +229,11 @@ def _config(handle: str) -> dict[str, Any]:
 
 
 def _composer(
-    testid: str, label: str, reply_to: str | None = None, thread: bool = False, placeholder: str = "What is happening?!"
+    testid: str,
+    label: str,
+    reply_to: str | None = None,
+    thread: bool = False,
+    placeholder: str = "What is happening?!",
 ) -> str:
     reply_attr = f' data-reply-to="{escape(reply_to)}"' if reply_to else ""
     add = (
@@ -277,14 +285,18 @@ def home_page(handle: str, drift: str = "") -> str:
 def compose_page(handle: str, reply_to: str | None = None, drift: str = "") -> str:
     content = '<div role="dialog" aria-modal="true" aria-labelledby="compose-title">'
     content += '<h2 id="compose-title"><a href="/home" data-testid="app-bar-close" aria-label="Close">×</a> Post</h2>'
-    content += _composer("tweetButton" + drift, "Reply" if reply_to else "Post all", reply_to=reply_to, thread=True)
+    content += _composer(
+        "tweetButton" + drift, "Reply" if reply_to else "Post all", reply_to=reply_to, thread=True
+    )
     content += "</div>"
     return _shell(handle, "Compose new post / X", content, _config(handle))
 
 
 def profile_page(viewer: str, handle: str, tweets: list[dict[str, Any]]) -> str:
     h = escape(handle)
-    items = "\n".join(article(t) for t in tweets) or '<div class="empty">This account hasn’t posted yet.</div>'
+    items = (
+        "\n".join(article(t) for t in tweets) or '<div class="empty">This account hasn’t posted yet.</div>'
+    )
     content = f"""<h2>{h}</h2><div data-testid="UserName"><span>@{h}</span></div>
 <section aria-label="Timeline: {h}’s posts" role="region"><div data-testid="cellInnerDiv">
 {items}
@@ -294,7 +306,9 @@ def profile_page(viewer: str, handle: str, tweets: list[dict[str, Any]]) -> str:
 
 def status_page(viewer: str, tweet: dict[str, Any], drift: str = "") -> str:
     content = "<h2>Post</h2>\n" + article(tweet)
-    content += "\n" + _composer("tweetButtonInline" + drift, "Reply", reply_to=tweet["id"], placeholder="Post your reply")
+    content += "\n" + _composer(
+        "tweetButtonInline" + drift, "Reply", reply_to=tweet["id"], placeholder="Post your reply"
+    )
     title = f'{tweet["account"]} on X: "{tweet["text"][:60]}" / X'
     return _shell(viewer, title, content, _config(viewer))
 
@@ -302,7 +316,7 @@ def status_page(viewer: str, tweet: dict[str, Any], drift: str = "") -> str:
 def not_found_page(viewer: str | None, what: str) -> str:
     content = (
         f'<div class="empty" data-testid="error-detail"><h2>Hmm...this page doesn’t exist.</h2>'
-        f"<p>{escape(what)}</p><a href=\"/home\">Search for something else.</a></div>"
+        f'<p>{escape(what)}</p><a href="/home">Search for something else.</a></div>'
     )
     if viewer:
         return _shell(viewer, "Page not found / X", content, _config(viewer))
@@ -310,8 +324,10 @@ def not_found_page(viewer: str | None, what: str) -> str:
 
 
 def login_page(redirect: str = "/home", error: str = "") -> str:
-    err = f'<div role="alert" aria-live="assertive" class="alert">{escape(error)}</div>' if error else (
-        '<div aria-live="assertive" class="alert"></div>'
+    err = (
+        f'<div role="alert" aria-live="assertive" class="alert">{escape(error)}</div>'
+        if error
+        else ('<div aria-live="assertive" class="alert"></div>')
     )
     body = f"""<div class="login" role="dialog" aria-labelledby="login-title">
 <h1 id="login-title">Sign in to X</h1>

@@ -162,7 +162,10 @@ def serve(
     """Serve the sandbox in the foreground until interrupted (Ctrl-C / SIGTERM)."""
     store, app = build(faults_file, state_file, seed)
     where = f"state in {state_file}" if state_file else "state in memory"
-    print(f"sandbox listening on {_url(host, port)} ({where}); admin API at /__sandbox/ (loopback only)", flush=True)
+    print(
+        f"sandbox listening on {_url(host, port)} ({where}); admin API at /__sandbox/ (loopback only)",
+        flush=True,
+    )
     try:
         _Server(_config(app, host, port), store).run()
     finally:

@@ -110,7 +110,9 @@ def clean_handle(handle: Any) -> str:
         raise ValueError("handle must be a string")
     h = handle.strip().lstrip("@")
     if not HANDLE_RE.match(h) or h.lower() in RESERVED:
-        raise ValueError(f"invalid handle {handle!r}: use 1-50 letters, digits or underscores (not a reserved path)")
+        raise ValueError(
+            f"invalid handle {handle!r}: use 1-50 letters, digits or underscores (not a reserved path)"
+        )
     return h
 
 
@@ -242,7 +244,9 @@ class Store:
         auth_token, ct0 = secrets.token_hex(20), secrets.token_hex(32)
         with self._lock, self._tx():
             now = self.now()
-            self._db.execute("INSERT OR IGNORE INTO accounts (handle, created_at) VALUES (?, ?)", (handle, now))
+            self._db.execute(
+                "INSERT OR IGNORE INTO accounts (handle, created_at) VALUES (?, ?)", (handle, now)
+            )
             self._db.execute(
                 "INSERT INTO sessions (auth_token, ct0, handle, valid, created_at) VALUES (?, ?, ?, 1, ?)",
                 (auth_token, ct0, handle, now),
@@ -263,11 +267,15 @@ class Store:
 
     def expire_sessions(self, handle: str) -> int:
         with self._lock, self._tx():
-            return self._db.execute("UPDATE sessions SET valid = 0 WHERE handle = ?", (handle.lstrip("@"),)).rowcount
+            return self._db.execute(
+                "UPDATE sessions SET valid = 0 WHERE handle = ?", (handle.lstrip("@"),)
+            ).rowcount
 
     def account_exists(self, handle: str) -> bool:
         with self._lock:
-            return self._db.execute("SELECT 1 FROM accounts WHERE handle = ?", (handle,)).fetchone() is not None
+            return (
+                self._db.execute("SELECT 1 FROM accounts WHERE handle = ?", (handle,)).fetchone() is not None
+            )
 
     # -- page faults ----------------------------------------------------------------------------------------------
 
@@ -298,11 +306,17 @@ class Store:
         return None
 
     def _rate_limited(self, until_sandbox: float, limit: int) -> PostResult:
-        reset_epoch = math.ceil(until_sandbox - self.clock_offset_s)  # real epoch seconds, what a client compares
+        reset_epoch = math.ceil(
+            until_sandbox - self.clock_offset_s
+        )  # real epoch seconds, what a client compares
         return PostResult(
             429,
             error_body(88),
-            {"x-rate-limit-reset": str(reset_epoch), "x-rate-limit-limit": str(limit), "x-rate-limit-remaining": "0"},
+            {
+                "x-rate-limit-reset": str(reset_epoch),
+                "x-rate-limit-limit": str(limit),
+                "x-rate-limit-remaining": "0",
+            },
         )
 
     def post(self, handle: str, text: Any, reply_to: Any) -> PostResult:
@@ -396,7 +410,13 @@ class Store:
             "__typename": "Tweet",
         }
         body = {"data": {"create_tweet": {"tweet_results": {"result": result}}}}
-        tweet = {"id": tweet_id, "account": handle, "text": text, "in_reply_to": reply_to, "created_at": iso(now)}
+        tweet = {
+            "id": tweet_id,
+            "account": handle,
+            "text": text,
+            "in_reply_to": reply_to,
+            "created_at": iso(now),
+        }
         return PostResult(200, body, stall_s=(float(stall["seconds"]) if stall else None), tweet=tweet)
 
     # -- reading --------------------------------------------------------------------------------------------------

@@ -1,1 +1,53 @@
-"""Browser and sandbox fixtures (being written)."""
+"""Browser and sandbox fixtures: a real sandbox server (one per session) and a real Chromium (one per session).
+
+`sandbox` resets the server for each test and hands back a `SandboxAdmin` (its `.url` is the base URL).
+`chromium` is a Playwright Browser; a missing Chromium is a failure with the fix, never a skip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from sandbox.client import SandboxAdmin
+from sandbox.server import SandboxServer
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[SandboxServer]:
+    server = SandboxServer(host="127.0.0.1", port=0, seed=0)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_server: SandboxServer) -> SandboxAdmin:
+    admin = SandboxAdmin(sandbox_server.url)
+    admin.reset()
+    return admin
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import sync_playwright
+
+    from pipeline.browser import CHROMIUM_ARGS, FIX, BrowserUnavailable, find_executable
+
+    try:
+        executable = find_executable()
+    except BrowserUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    pw = sync_playwright().start()
+    try:
+        try:
+            browser = pw.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        except PlaywrightError as exc:
+            pytest.fail(f"{FIX} ({str(exc).splitlines()[0]})", pytrace=False)
+        yield browser
+        browser.close()
+    finally:
+        pw.stop()

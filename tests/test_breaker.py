@@ -384,20 +384,17 @@ def test_auth_from_half_open_and_open(breaker: Breaker, clock: FakeClock) -> Non
     assert not breaker.allow(ACCT).allowed
 
 
-def test_automation_block_opens_long(breaker: Breaker, clock: FakeClock) -> None:
-    assert breaker.record_failure(ACCT, ErrorClass.AUTOMATION_BLOCK, detail="226") == OPEN
+def test_automation_block_forces_open_until_a_human_resets(breaker: Breaker, clock: FakeClock) -> None:
+    assert breaker.record_failure(ACCT, ErrorClass.AUTOMATION_BLOCK, detail="226") == FORCED_OPEN
     s = state_of(breaker)
-    assert s["open_until"] == clock.now + timedelta(hours=6) and "automation_block" in s["reason"]
-    clock.advance(td=timedelta(hours=6) - US)
+    assert s["open_until"] is None and "automation_block" in s["reason"]
+    clock.advance(td=timedelta(days=30))
     assert not breaker.allow(ACCT).allowed
-    clock.advance(td=US)
-    d = breaker.allow(ACCT)
-    assert d.allowed and d.state == HALF_OPEN
-    # a later short trip-style report cannot shorten a long block
-    breaker.reset(ACCT)
-    breaker.record_failure(ACCT, ErrorClass.AUTOMATION_BLOCK)
+    # a rate-limit report cannot shorten it either
     breaker.record_failure(ACCT, ErrorClass.RATE_LIMITED, reset_at=clock.now + timedelta(minutes=1))
-    assert state_of(breaker)["open_until"] == clock.now + timedelta(hours=6)
+    assert state_of(breaker)["state"] == FORCED_OPEN
+    breaker.reset(ACCT)
+    assert breaker.allow(ACCT).allowed
 
 
 def test_isolate_is_a_manual_forced_open(breaker: Breaker) -> None:

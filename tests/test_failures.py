@@ -275,7 +275,7 @@ def test_policy_covers_every_class_and_matches_design_section_4() -> None:
         ErrorClass.UNKNOWN: ("reconcile", "ignore", False),
         ErrorClass.RATE_LIMITED: ("requeue_no_penalty", "open_until_reset", False),
         ErrorClass.AUTH: ("requeue_no_penalty", "force_open", True),
-        ErrorClass.AUTOMATION_BLOCK: ("requeue_no_penalty", "open_long", True),
+        ErrorClass.AUTOMATION_BLOCK: ("requeue_no_penalty", "force_open", True),
         ErrorClass.REJECTED: ("fail", "ignore", False),
         ErrorClass.UI_CHANGED: ("requeue_no_penalty", "count", True),
         ErrorClass.STORAGE: ("retry_db_only", "ignore", False),

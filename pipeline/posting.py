@@ -1,0 +1,373 @@
+"""The ONE posting path for singles, threads and replies (DESIGN.md section 3).
+
+    replay journal -> expire leases -> reconcile unknown items -> for each due item:
+        claim -> intent committed -> publish -> confirm (DB retried alone, else journal)
+
+After the click an item can only become `posted` or `unknown`. Unknown items are looked for on the
+account's own timeline before anything is posted again: found -> posted with its tweet id; absent on two
+checks a settle window apart -> queued again; still unclear -> needs_review and an alert. Every retry and
+breaker decision reads the error's class from `pipeline.failures`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from pipeline import queue
+from pipeline import schema as s
+from pipeline.breaker import Breaker
+from pipeline.browser import BrowserSession
+from pipeline.content import text_fingerprint
+from pipeline.db import DatabaseError, worker_id
+from pipeline.failures import (
+    POLICY,
+    ErrorClass,
+    OutcomeUnknown,
+    PostRejected,
+    RateLimited,
+    XError,
+    backoff_seconds,
+    classify,
+)
+from pipeline.journal import Journal
+from pipeline.logs import log_event
+from pipeline.settings import Settings
+from pipeline.xweb import TimelinePost, XWebClient
+
+log = logging.getLogger("pipeline.posting")
+DB_RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 4.0)
+MAX_UNCLEAR_CHECKS = 6  # timeline unreadable this many times: a human must look
+
+
+class AlertSender(Protocol):
+    def send(self, key: str, title: str, body: str, severity: str = "error") -> bool: ...
+
+
+class ConfirmationJournalled(RuntimeError):
+    """A post went out but the database stayed down: its id is in the journal; the run must fail loudly."""
+
+
+@dataclass
+class PostingReport:
+    posted: int = 0
+    reconciled: int = 0
+    requeued: int = 0
+    unknown: int = 0
+    needs_review: int = 0
+    failed: int = 0
+    failed_by_class: dict[str, int] = field(default_factory=dict)
+    breaker_states: dict[str, str] = field(default_factory=dict)
+    journal_replayed: int = 0
+    tweet_ids: list[str] = field(default_factory=list)
+
+    def count_failure(self, error_class: str) -> None:
+        self.failed_by_class[error_class] = self.failed_by_class.get(error_class, 0) + 1
+
+
+def journal_for(settings: Settings) -> Journal:
+    return Journal(settings.state_path / "journal.jsonl")
+
+
+def run_posting(engine: Engine, settings: Settings, browser: BrowserSession, accounts: list[str] | None = None,
+                alerts: AlertSender | None = None, breaker: Breaker | None = None) -> PostingReport:
+    """One posting run: reconcile, then post what is due per account until nothing is due, the breaker
+    is open or the run's budget is spent. Raises ConfirmationJournalled if a confirmation had to be
+    journalled (the run must show as failed; the next run replays it)."""
+    report = PostingReport()
+    report.journal_replayed = journal_for(settings).replay(engine)  # before ANY post
+    queue.expire_leases(engine)
+    breaker = breaker or Breaker(engine)
+    handles = accounts or [a["handle"] for a in queue.list_accounts(engine)]
+    journalled: list[str] = []
+    for handle in handles:
+        poster = AccountPoster(engine, settings, browser, queue.get_account(engine, handle), breaker, alerts, report)
+        try:
+            poster.run()
+        except ConfirmationJournalled as exc:
+            journalled.append(str(exc))
+            break  # the database is down: stop posting anywhere until it is back
+    for row in breaker.status():
+        report.breaker_states[row["account"]] = row["state"]
+    if journalled:
+        raise ConfirmationJournalled("; ".join(journalled))
+    return report
+
+
+class AccountPoster:
+    """The protocol for one account within one run."""
+
+    def __init__(self, engine: Engine, settings: Settings, browser: BrowserSession, account: dict[str, Any],
+                 breaker: Breaker, alerts: AlertSender | None, report: PostingReport,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.engine, self.settings, self.browser = engine, settings, browser
+        self.handle: str = account["handle"]
+        self.session_path: str = account["storage_state_path"]
+        self.breaker, self.alerts, self.report = breaker, alerts, report
+        self.worker = worker_id()
+        self.sleep = sleep
+        self._client: XWebClient | None = None
+        self._timeline: list[TimelinePost] | None = None
+
+    # ------------------------------------------------------------------ plumbing
+
+    @property
+    def client(self) -> XWebClient:
+        if self._client is None:
+            page = self.browser.page(self.handle, self.session_path)
+            st = self.settings
+            self._client = XWebClient(page, st.x_base_url, self.handle, st.nav_timeout_s, st.post_timeout_s,
+                                      st.reconcile_timeout_s)
+        return self._client
+
+    def event(self, name: str, level: int = logging.INFO, **fields: Any) -> None:
+        log_event(log, name, level, account=self.handle, **fields)
+
+    def alert(self, key: str, title: str, body: str) -> None:
+        if self.alerts is not None:
+            try:
+                self.alerts.send(key, title, body)
+            except Exception:  # noqa: BLE001 - an alert channel failure must not stop posting
+                log.exception("alert delivery failed")
+
+    def _breaker_call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Breaker bookkeeping must never turn a post's outcome into a failure."""
+        try:
+            return fn(*args, **kwargs)
+        except (DatabaseError, sa.exc.SQLAlchemyError):
+            log.warning("breaker update failed for @%s (database); continuing", self.handle)
+            return None
+
+    # ------------------------------------------------------------------ the run
+
+    def run(self) -> None:
+        decision = self.breaker.allow(self.handle)
+        if decision.state == "forced_open" and not self._session_recovered():
+            self.event("breaker_forced_open", logging.WARNING, reason=decision.reason)
+            return
+        self.reconcile_all()
+        budget = self.settings.run_budget
+        while budget > 0:
+            decision = self.breaker.allow(self.handle)
+            if not decision.allowed:
+                self.event("breaker_holds", reason=decision.reason, retry_at=decision.retry_at)
+                break
+            item = queue.claim(self.engine, self.handle, self.settings.lease_s, self.worker)
+            if item is None:
+                break
+            budget -= 1
+            if not self.post_item(item):
+                break
+        self.reconcile_all()  # items that went unknown in this run: the post may be visible already
+
+    def _session_recovered(self) -> bool:
+        """A breaker forced open by an auth error closes once the session works again (operator re-login)."""
+        rows = self.breaker.status(self.handle)
+        if not rows or not (rows[0].get("reason") or "").startswith("auth"):
+            return False
+        self.browser.reset_account(self.handle)  # load the (possibly renewed) session file
+        self._client = None
+        try:
+            ok = self.client.check_session()
+        except (XError, FileNotFoundError, ValueError):
+            ok = False
+        if ok:
+            self.breaker.reset(self.handle, reason="session check succeeded")
+            self.event("breaker_closed_by_session_check")
+        return ok
+
+    # ------------------------------------------------------------------ posting one item
+
+    def post_item(self, item: queue.Item) -> bool:
+        """Post the item's remaining parts. Returns False when the account must stop for this run."""
+        for part in range(item.next_part, len(item.parts)):
+            try:
+                attempt_id = queue.start_attempt(self.engine, item.id, part, self.worker, self.settings.lease_s)
+            except queue.LeaseLost:
+                self.event("lease_lost", logging.WARNING, item_id=item.id)
+                return True
+            fields = {"item_id": item.id, "attempt_id": attempt_id, "part": part}
+            self.event("posting", **fields)
+            try:
+                tweet_id = self.client.post(item.parts[part], in_reply_to=item.reply_target(part))
+            except XError as exc:
+                return self.on_error(item, part, attempt_id, exc)
+            except Exception as exc:  # noqa: BLE001 - unknown timing: treat as maybe-sent, never re-post blindly
+                return self.on_error(item, part, attempt_id, OutcomeUnknown(f"unexpected: {exc!r}"))
+            item = self.confirm(item, part, tweet_id, attempt_id)
+            self._breaker_call(self.breaker.record_success, self.handle)
+            self.event("posted", tweet_id=tweet_id, **fields)
+        self.report.posted += 1
+        return True
+
+    def confirm(self, item: queue.Item, part: int, tweet_id: str, attempt_id: str) -> queue.Item:
+        """Record the tweet id, retrying ONLY the database write; if the database stays down, journal it."""
+        last: Exception | None = None
+        for delay in (0.0, *DB_RETRY_DELAYS_S):
+            if delay:
+                self.sleep(delay)
+            try:
+                confirmed = queue.confirm_part(self.engine, item.id, part, tweet_id, attempt_id)
+                self.report.tweet_ids.append(tweet_id)
+                return confirmed
+            except (DatabaseError, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+                last = exc
+                self.event("confirm_retry", logging.WARNING, item_id=item.id, tweet_id=tweet_id, error_class="storage")
+        journal_for(self.settings).append({
+            "item_id": item.id, "part_index": part, "tweet_id": tweet_id, "attempt_id": attempt_id,
+            "account": self.handle, "at": datetime.now(UTC).isoformat(),
+        })
+        self.event("confirm_journalled", logging.ERROR, item_id=item.id, tweet_id=tweet_id, error_class="storage")
+        raise ConfirmationJournalled(
+            f"tweet {tweet_id} of item {item.id} is live but the database is unreachable ({last}); "
+            "its id is in the journal and the next run records it before posting anything"
+        )
+
+    def on_error(self, item: queue.Item, part: int, attempt_id: str, exc: XError) -> bool:
+        cls = classify(exc, after_click=isinstance(exc, OutcomeUnknown))
+        fields = {"item_id": item.id, "attempt_id": attempt_id, "part": part, "error_class": str(cls)}
+        self.report.count_failure(str(cls))
+        self.event("post_error", logging.WARNING, error=str(exc), **fields)
+        policy = POLICY[cls]
+        if cls == ErrorClass.UNKNOWN or (isinstance(exc, PostRejected) and exc.is_duplicate):
+            queue.mark_unknown(self.engine, item.id, attempt_id, str(cls), str(exc))
+            self.report.unknown += 1
+            self._timeline = None
+            if isinstance(exc, PostRejected):  # 187: our earlier attempt may be the original; look now
+                self.reconcile_one(queue.get_item(self.engine, item.id), duplicate_reported=True)
+            return True
+        if cls == ErrorClass.REJECTED:
+            queue.fail(self.engine, item.id, attempt_id, str(cls), f"X rejected part {part + 1}: {exc}")
+            self.report.failed += 1
+            return True
+        reset_at = exc.reset_at if isinstance(exc, RateLimited) else None
+        self._breaker_call(self.breaker.record_failure, self.handle, cls, reset_at=reset_at, detail=str(exc))
+        if policy.item_action == "retry":
+            failures = item.failures + 1
+            state = queue.requeue(self.engine, item.id, attempt_id, str(cls), str(exc),
+                                  delay_s=backoff_seconds(failures), penalise=True,
+                                  max_failures=self.settings.max_attempts)
+            if state == s.NEEDS_REVIEW:
+                self.report.needs_review += 1
+                self.alert(f"needs_review:{item.id}", f"Item {item.id} for @{self.handle} needs review",
+                           f"{failures} transient failures; last: {exc}")
+            else:
+                self.report.requeued += 1
+        else:  # rate limit, auth, automation block, UI change: the account's problem, not the item's
+            delay = max(0.0, (reset_at - datetime.now(UTC)).total_seconds()) if reset_at else 0.0
+            queue.requeue(self.engine, item.id, attempt_id, str(cls), str(exc), delay_s=delay, penalise=False)
+            self.report.requeued += 1
+        if policy.alert:
+            fix = (f"log in again with `pipeline login --account {self.handle}`" if cls == ErrorClass.AUTH
+                   else f"fix it, then `pipeline breaker reset --account {self.handle}`")
+            self.alert(f"{cls}:{self.handle}", f"@{self.handle}: {cls}, posting paused", f"{exc}. To resume: {fix}.")
+        # Stop this account for the run unless the error was the item's own transient trouble.
+        return cls == ErrorClass.TRANSIENT
+
+    # ------------------------------------------------------------------ reconciliation
+
+    def timeline(self) -> list[TimelinePost]:
+        if self._timeline is None:
+            self._timeline = self.client.own_posts()
+        return self._timeline
+
+    def reconcile_all(self) -> None:
+        seen: set[int] = set()
+        while True:
+            item = queue.claim(self.engine, self.handle, self.settings.lease_s, self.worker,
+                               states=(s.UNKNOWN,), due_only=False)
+            if item is None or item.id in seen:
+                if item is not None:
+                    queue.release(self.engine, item.id, self.worker)
+                return
+            seen.add(item.id)
+            self.reconcile_one(item)
+
+    def reconcile_one(self, item: queue.Item, duplicate_reported: bool = False) -> None:
+        """Look for the item's next parts on the timeline; decide posted, queued again or needs_review."""
+        fields = {"item_id": item.id}
+        try:
+            self._timeline = None
+            posts = self.timeline()
+        except XError as exc:
+            checks = queue.note_absent(self.engine, item.id, self.worker) if item.lease_owner == self.worker else 0
+            self.event("reconcile_unreadable", logging.WARNING, error=str(exc), **fields)
+            if checks >= MAX_UNCLEAR_CHECKS:
+                queue.needs_review(self.engine, item.id, None, "unknown", f"timeline unreadable: {exc}")
+                self.report.needs_review += 1
+                self.alert(f"needs_review:{item.id}", f"Item {item.id} for @{self.handle} needs review",
+                           f"its outcome stayed unknown and the timeline could not be read: {exc}")
+            else:
+                queue.release(self.engine, item.id, self.worker)
+            return
+        known = self._recorded_ids({p.tweet_id for p in posts})
+        found_any = False
+        for part in range(item.next_part, len(item.parts)):
+            match = self._match(posts, item.parts[part], known, not_before=self._first_attempt_at(item.id, part))
+            if match is None:
+                break
+            item = queue.confirm_part(self.engine, item.id, part, match.tweet_id, None, via="reconcile")
+            known.add(match.tweet_id)
+            found_any = True
+            self.report.tweet_ids.append(match.tweet_id)
+            self.event("reconciled", tweet_id=match.tweet_id, part=part, **fields)
+        if item.state == s.POSTED:
+            self.report.reconciled += 1
+            return
+        if found_any:
+            # Earlier parts were live; the rest were never sent. Resume the thread from the next part.
+            queue.requeue(self.engine, item.id, None, "unknown", "resuming after reconciled parts", penalise=False)
+            return
+        if duplicate_reported:
+            queue.fail(self.engine, item.id, None, "rejected",
+                       "X reports a duplicate (187) and the timeline shows no post from this item")
+            self.report.failed += 1
+            return
+        self._absent(item)
+
+    def _absent(self, item: queue.Item) -> None:
+        """Not on the timeline. Re-queue only after two checks a settle window apart (late commits)."""
+        settle = timedelta(seconds=self.settings.reconcile_settle_s)
+        previous = item.last_checked_at
+        checks = queue.note_absent(self.engine, item.id, self.worker)
+        now = datetime.now(UTC)
+        if checks >= 2 and previous is not None and now - previous >= settle:
+            queue.requeue(self.engine, item.id, None, "unknown", "absent from the timeline on two checks",
+                          penalise=True, max_failures=self.settings.max_attempts)
+            self.report.requeued += 1
+            self.event("reconcile_absent_requeued", item_id=item.id)
+        else:
+            queue.release(self.engine, item.id, self.worker)
+            self.event("reconcile_absent_once", item_id=item.id, checks=checks)
+
+    def _match(self, posts: list[TimelinePost], text: str, known: set[str],
+               not_before: datetime | None) -> TimelinePost | None:
+        target = text_fingerprint(text)
+        slack = timedelta(minutes=5)  # clocks of X and ours differ; a post can't predate our intent by more
+        for post in reversed(posts):  # oldest first: the first copy is ours
+            if post.fingerprint != target or post.tweet_id in known:
+                continue
+            if not_before and post.created_at and post.created_at < not_before - slack:
+                continue
+            return post
+        return None
+
+    def _recorded_ids(self, candidates: set[str]) -> set[str]:
+        """Which of the timeline's ids already belong to some item (never claim one twice)."""
+        with self.engine.connect() as conn:
+            return set(conn.execute(sa.select(s.tweets.c.tweet_id).where(s.tweets.c.tweet_id.in_(candidates))).scalars())
+
+    def _first_attempt_at(self, item_id: int, part: int) -> datetime | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(sa.func.min(s.post_attempts.c.started_at))
+                .where(s.post_attempts.c.item_id == item_id, s.post_attempts.c.part_index == part)
+            ).scalar()
+
