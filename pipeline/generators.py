@@ -201,23 +201,36 @@ def _dialect_insert(conn: Connection, table: sa.Table) -> Any:
     return insert(table)
 
 
+_LOADED: dict[tuple, tuple[list[GeneratedDraft], list[tuple[str, str]]]] = {}
+
+
+def _draft_files(folder: Path) -> list[Path]:
+    return [p for p in sorted(folder.iterdir())
+            if p.suffix in (".jsonl", ".md") and not p.name.lower().startswith(("readme", "_", "."))]
+
+
 def load_drafts(folder: Path) -> tuple[list[GeneratedDraft], list[tuple[str, str]]]:
     """Parse every `*.jsonl` and `*.md` file of a folder (sorted, non-recursive; README files skipped).
 
     Returns (valid drafts, [(reason, detail)] for invalid ones): a bad draft must not stop the good ones.
     The same text twice is one draft (its key is the content fingerprint unless the file gives a key).
+    Cached per folder until a file changes: X's length check is slow enough to matter once per plan run.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise DraftsLibraryError(f"drafts folder {folder} does not exist; set PIPELINE_DRAFTS_DIR to a folder of .md or .jsonl files")
+    files = _draft_files(folder)
+    stamp = (str(folder.resolve()), *((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files))
+    if stamp not in _LOADED:
+        _LOADED[stamp] = _load_files(files)
+    drafts, problems = _LOADED[stamp]
+    return list(drafts), list(problems)
+
+
+def _load_files(files: list[Path]) -> tuple[list[GeneratedDraft], list[tuple[str, str]]]:
     raw: list[tuple[str, dict[str, Any]]] = []
-    for path in sorted(folder.iterdir()):
-        if path.name.lower().startswith(("readme", "_", ".")):
-            continue
-        if path.suffix == ".jsonl":
-            raw.extend(_parse_jsonl(path))
-        elif path.suffix == ".md":
-            raw.extend(_parse_markdown(path))
+    for path in files:
+        raw.extend(_parse_jsonl(path) if path.suffix == ".jsonl" else _parse_markdown(path))
     drafts: list[GeneratedDraft] = []
     problems: list[tuple[str, str]] = []
     seen: set[str] = set()

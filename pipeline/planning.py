@@ -72,10 +72,8 @@ def parse_quiet_hours(spec: str) -> frozenset[int]:
             raise ValueError(f"quiet hours {spec!r}: {chunk!r} is not an hour range like 23-7") from None
         if not (0 <= start <= 23 and 0 <= end <= 24) or start == end:
             raise ValueError(f"quiet hours {spec!r}: {chunk!r} must be START-END with hours 0-24 and START != END")
-        h = start
-        while h != end % 24:
-            hours.add(h)
-            h = (h + 1) % 24
+        length = end - start if end > start else end + 24 - start  # "23-7" wraps past midnight
+        hours.update((start + i) % 24 for i in range(length))
     if len(hours) >= 24:
         raise ValueError(f"quiet hours {spec!r} cover the whole day; nothing could ever be posted")
     return frozenset(hours)

@@ -86,18 +86,11 @@ def run_posting(engine: Engine, settings: Settings, browser: BrowserSession, acc
     queue.expire_leases(engine)
     breaker = breaker or Breaker(engine)
     handles = accounts or [a["handle"] for a in queue.list_accounts(engine)]
-    journalled: list[str] = []
     for handle in handles:
-        poster = AccountPoster(engine, settings, browser, queue.get_account(engine, handle), breaker, alerts, report)
-        try:
-            poster.run()
-        except ConfirmationJournalled as exc:
-            journalled.append(str(exc))
-            break  # the database is down: stop posting anywhere until it is back
+        # A ConfirmationJournalled propagates: the database is down, so nothing more may be posted anywhere.
+        AccountPoster(engine, settings, browser, queue.get_account(engine, handle), breaker, alerts, report).run()
     for row in breaker.status():
         report.breaker_states[row["account"]] = row["state"]
-    if journalled:
-        raise ConfirmationJournalled("; ".join(journalled))
     return report
 
 
@@ -148,9 +141,9 @@ class AccountPoster:
     # ------------------------------------------------------------------ the run
 
     def run(self) -> None:
-        decision = self.breaker.allow(self.handle)
-        if decision.state == "forced_open" and not self._session_recovered():
-            self.event("breaker_forced_open", logging.WARNING, reason=decision.reason)
+        status = self.breaker.status(self.handle)  # read only: allow() would take the half-open probe
+        if status and status[0]["state"] == "forced_open" and not self._session_recovered(status[0]):
+            self.event("breaker_forced_open", logging.WARNING, reason=status[0]["reason"])
             return
         self.reconcile_all()
         budget = self.settings.run_budget
@@ -167,10 +160,9 @@ class AccountPoster:
                 break
         self.reconcile_all()  # items that went unknown in this run: the post may be visible already
 
-    def _session_recovered(self) -> bool:
+    def _session_recovered(self, status: dict[str, Any]) -> bool:
         """A breaker forced open by an auth error closes once the session works again (operator re-login)."""
-        rows = self.breaker.status(self.handle)
-        if not rows or not (rows[0].get("reason") or "").startswith("auth"):
+        if not (status.get("reason") or "").startswith("auth"):
             return False
         self.browser.reset_account(self.handle)  # load the (possibly renewed) session file
         self._client = None

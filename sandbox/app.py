@@ -4,7 +4,8 @@ Admin API (loopback clients only, 403 otherwise), all JSON:
   GET  /__sandbox/health                      {"ok": true}
   GET  /__sandbox/tweets[?account=H]          ground truth, oldest first
   GET  /__sandbox/state                       rules, faults, clock, counts
-  POST /__sandbox/accounts {"handle": H}      -> {"handle": H, "storage_state": {...}} (a fresh valid session)
+  POST /__sandbox/accounts {"handle": H}      -> {"handle": H, "storage_state": {...}} (a fresh valid session;
+                                                 cookie domain = the Host asked, or an optional "domain")
   POST /__sandbox/sessions/expire {"handle"}  invalidate every session of H
   POST /__sandbox/faults {name: {"p":..}, "seed"?: int}   ({} clears)
   POST /__sandbox/rules {"duplicate_window_hours", "posts_per_3h", "posts_per_day"}   (partial updates)
@@ -257,7 +258,8 @@ def create_app(store: Store) -> Starlette:
         if tweet is None:
             return html(pages.not_found_page(viewer, "This post doesn’t exist or was deleted."), 404)
         if tweet["account"] != handle:
-            return RedirectResponse(f"/{tweet['account']}/status/{tweet_id}", 301)
+            # /i/status/<id> and wrong handles go to the canonical /<author>/status/<id>, as on x.com
+            return RedirectResponse(f"/{tweet['account']}/status/{tweet_id}", 302, headers=NO_STORE)
         return html(pages.status_page(viewer, tweet, drift))
 
     async def favicon(request: Request) -> Response:

@@ -73,6 +73,29 @@ _JS = r"""
     toast.append(link);
     layers.append(toast);
   }
+  // The text of a contenteditable composer: the first line is loose text, every further line a <div>
+  // (an empty line is <div><br></div>); innerText is not reliable for this, so walk the nodes.
+  function boxText(box) {
+    const lines = [];
+    let cur = null;
+    function inline(node) {
+      if (node.nodeType === 3) return node.nodeValue;
+      if (node.nodeName === 'BR') return '\n';
+      let s = '';
+      node.childNodes.forEach(function (c) { s += inline(c); });
+      return s;
+    }
+    box.childNodes.forEach(function (node) {
+      if (node.nodeType === 1 && (node.nodeName === 'DIV' || node.nodeName === 'P')) {
+        if (cur !== null) { lines.push(cur); cur = null; }
+        lines.push(inline(node).replace(/\n$/, ''));
+      } else {
+        cur = (cur === null ? '' : cur) + inline(node);
+      }
+    });
+    if (cur !== null) lines.push(cur.replace(/\n$/, ''));
+    return lines.join('\n').replace(/\u00a0/g, ' ');
+  }
   async function createTweet(text, replyTo) {
     const variables = {
       tweet_text: text, dark_request: false,
@@ -119,7 +142,7 @@ _JS = r"""
     const originalReplyTo = composer.getAttribute('data-reply-to') || '';
     let busy = false;
     const boxes = () => Array.from(composer.querySelectorAll('[role="textbox"]'));
-    const texts = () => boxes().map(b => b.innerText.replace(/\n$/, ''));
+    const texts = () => boxes().map(boxText);
     function refresh() {
       button.disabled = busy || !texts().every(t => t.trim().length > 0);
       button.setAttribute('aria-disabled', button.disabled ? 'true' : 'false');

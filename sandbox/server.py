@@ -168,5 +168,7 @@ def serve(
     )
     try:
         _Server(_config(app, host, port), store).run()
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown
+        pass
     finally:
         store.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -76,3 +77,17 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if key.startswith("PIPELINE_") and not key.startswith("PIPELINE_TEST_") and key != "PIPELINE_BROWSER_EXECUTABLE":
             monkeypatch.delenv(key)
     monkeypatch.setenv("PIPELINE_STATE_DIR", str(tmp_path / "state"))
+
+
+@pytest.fixture(scope="session")
+def browser_session() -> Iterator[Any]:
+    """ONE Chromium for the whole test session (Playwright's sync API allows one driver per thread)."""
+    from pipeline.browser import BrowserSession, BrowserUnavailable
+
+    session = BrowserSession(headless=True)
+    try:
+        session.browser()
+    except BrowserUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield session
+    session.close()

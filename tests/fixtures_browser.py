@@ -1,7 +1,8 @@
 """Browser and sandbox fixtures: a real sandbox server (one per session) and a real Chromium (one per session).
 
 `sandbox` resets the server for each test and hands back a `SandboxAdmin` (its `.url` is the base URL).
-`chromium` is a Playwright Browser; a missing Chromium is a failure with the fix, never a skip.
+`chromium` is a Playwright Browser (the conftest `browser_session`'s, when there is one: one Playwright
+driver per thread); a missing Chromium is a failure with the fix, never a skip.
 """
 
 from __future__ import annotations
@@ -31,11 +32,24 @@ def sandbox(sandbox_server: SandboxServer) -> SandboxAdmin:
 
 
 @pytest.fixture(scope="session")
-def chromium() -> Iterator[Any]:
+def chromium(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Headless Chromium (find_executable(), CHROMIUM_ARGS). Playwright's sync API allows one driver per thread,
+    so when conftest provides the session-wide `browser_session` this is that session's browser."""
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
     from pipeline.browser import CHROMIUM_ARGS, FIX, BrowserUnavailable, find_executable
+
+    try:
+        shared = request.getfixturevalue("browser_session")
+    except pytest.FixtureLookupError:
+        shared = None
+    if shared is not None:
+        try:
+            yield shared.browser()
+        except BrowserUnavailable as exc:
+            pytest.fail(str(exc), pytrace=False)
+        return
 
     try:
         executable = find_executable()

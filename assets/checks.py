@@ -1,0 +1,68 @@
+"""Asset checks: indexed SQL through the Database resource (never loading partitions), offending rows in metadata.
+
+ERROR + blocking: `no_duplicate_posts`, `no_missing_tweet_ids` (a failure fails the post run, which the run-failure
+sensor turns into an alert). WARN: `no_stuck_items`, `content_within_limits`.
+"""
+
+import dagster as dg
+from pydantic import Field
+
+from assets.content import generated_content
+from assets.posting import posted_tweets
+from pipeline import integrity
+from pipeline.integrity import Finding
+from pipeline.settings import load_settings
+from resources import Database
+
+
+class WindowConfig(dg.Config):
+    lookback_days: float = Field(
+        default=integrity.DEFAULT_LOOKBACK_DAYS,
+        description="Check the posts of the last N days against the whole history; 0 audits the full history",
+    )
+
+
+def _result(finding: Finding, severity: dg.AssetCheckSeverity, count_key: str) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=finding.ok,
+        severity=severity,
+        description=f"{finding.total}{'+' if finding.truncated else ''} found; {finding.scope}",
+        metadata={
+            count_key: dg.MetadataValue.int(finding.total),
+            "scope": dg.MetadataValue.text(finding.scope),
+            "elapsed_ms": dg.MetadataValue.float(finding.elapsed_ms),
+            "offending_rows": dg.MetadataValue.md(integrity.markdown(finding.rows)),
+            "sample": dg.MetadataValue.json(finding.sample()),
+        },
+    )
+
+
+@dg.asset_check(asset=posted_tweets, blocking=True,
+                description="No post exists twice for an account: same content (fingerprint) or same tweet text.")
+def no_duplicate_posts(database: Database, config: WindowConfig) -> dg.AssetCheckResult:
+    found = integrity.duplicate_posts(database.engine, lookback_days=config.lookback_days)
+    return _result(found, dg.AssetCheckSeverity.ERROR, "duplicates_found")
+
+
+@dg.asset_check(asset=posted_tweets, blocking=True,
+                description="Every posted item has a tweet id for each of its parts.")
+def no_missing_tweet_ids(database: Database, config: WindowConfig) -> dg.AssetCheckResult:
+    found = integrity.missing_tweet_ids(database.engine, lookback_days=config.lookback_days)
+    return _result(found, dg.AssetCheckSeverity.ERROR, "items_missing_ids")
+
+
+@dg.asset_check(asset=posted_tweets,
+                description="No item sits in claimed/posting past its lease, or in unknown untouched for a lease.")
+def no_stuck_items(database: Database) -> dg.AssetCheckResult:
+    found = integrity.stuck_items(database.engine, lease_s=load_settings().lease_s)
+    return _result(found, dg.AssetCheckSeverity.WARN, "stuck_items")
+
+
+@dg.asset_check(asset=generated_content,
+                description="Queued content fits X's limits: 280 weighted characters per part, threads of 2-25 parts.")
+def content_within_limits(database: Database) -> dg.AssetCheckResult:
+    found = integrity.over_limit_content(database.engine)
+    return _result(found, dg.AssetCheckSeverity.WARN, "items_over_limit")
+
+
+all_checks = [no_duplicate_posts, no_missing_tweet_ids, no_stuck_items, content_within_limits]

@@ -1,0 +1,39 @@
+"""Planning: `generated_content` fills the queue for the next window through `pipeline.planning.plan`."""
+
+import dagster as dg
+
+from assets.metadata import queue_metadata, report_dict
+from pipeline import jobruns
+from pipeline.settings import load_settings
+from resources import Database, Generator
+
+
+@dg.asset(
+    group_name="content",
+    kinds={"python"},
+    description="Queued content items for the next planning window (planner + generator, weighted by what performed).",
+)
+def generated_content(context: dg.AssetExecutionContext, database: Database, generator: Generator) -> dg.MaterializeResult:
+    from pipeline import (  # the core is imported on use: a broken module fails the run, not the UI
+        learning,
+        planning,
+    )
+
+    settings = load_settings()
+    engine = database.ready_engine()
+    with jobruns.track(engine, jobruns.PLAN) as run:
+        snapshots = learning.latest_snapshots(engine)
+        weights = None if snapshots is None or len(snapshots) == 0 else learning.topic_weights(
+            learning.performance_table(snapshots))
+        report = planning.plan(engine, settings, generator.get(settings), weights=weights)
+        run.produced = report.enqueued
+        run.detail = report_dict(report)
+    context.log.info(f"planned {report.enqueued} items for {report.accounts} accounts; dropped {len(report.dropped)}")
+    return dg.MaterializeResult(metadata={
+        "enqueued": dg.MetadataValue.int(report.enqueued),
+        "dropped": dg.MetadataValue.int(len(report.dropped)),
+        "accounts": dg.MetadataValue.int(report.accounts),
+        "weighted_topics": dg.MetadataValue.int(len(weights or {})),
+        "per_account": dg.MetadataValue.json({k: v for k, v in (report.per_account or {}).items()}),
+        **queue_metadata(engine),
+    })

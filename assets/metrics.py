@@ -1,0 +1,63 @@
+"""Metrics: engagement snapshots per posting day (`tweet_metrics`) and their summary (`content_performance`)."""
+
+from datetime import date
+
+import dagster as dg
+
+from assets.metadata import count_metadata, report_dict
+from assets.posting import posted_tweets
+from pipeline import jobruns
+from pipeline.settings import load_settings
+from resources import Alerts, Browser, Database
+
+# One partition per UTC posting day. end_offset=1 makes today's partition exist, so the 20-minute
+# schedule can collect today's 1-hour snapshots while the day is still running.
+posting_days = dg.DailyPartitionsDefinition(start_date="2026-01-01", timezone="UTC", end_offset=1)
+
+
+@dg.asset(
+    group_name="metrics",
+    kinds={"python"},
+    deps=[posted_tweets],
+    partitions_def=posting_days,
+    description="Engagement snapshots (likes, reposts, replies, views) of the posts of one posting day, read with the browser.",
+)
+def tweet_metrics(context: dg.AssetExecutionContext, database: Database, browser: Browser,
+                  alerts: Alerts) -> dg.MaterializeResult:
+    from pipeline.metrics import collect_metrics
+
+    settings = load_settings()
+    engine = database.ready_engine()
+    day = date.fromisoformat(context.partition_key)
+    with jobruns.track(engine, jobruns.METRICS) as run:
+        report = collect_metrics(engine, settings, browser.session, day, alerts=alerts.sink(context.log))
+        run.produced = report.snapshots
+        run.detail = {"day": day.isoformat(), **report_dict(report)}
+    return dg.MaterializeResult(metadata={
+        "snapshots": dg.MetadataValue.int(report.snapshots),
+        "skipped": dg.MetadataValue.int(report.skipped),
+        **count_metadata("errors_", {k: (v if isinstance(v, int) else 1) for k, v in (report.errors or {}).items()}),
+    })
+
+
+@dg.asset(
+    group_name="metrics",
+    kinds={"pandas"},
+    deps=[tweet_metrics],
+    description="What performed: engagement per topic and format from the latest snapshots (pandas), as a Markdown table.",
+)
+def content_performance(context: dg.AssetExecutionContext, database: Database) -> dg.MaterializeResult:
+    from pipeline import learning
+
+    engine = database.ready_engine()
+    with jobruns.track(engine, jobruns.PERFORMANCE) as run:
+        snapshots = learning.latest_snapshots(engine)
+        table = learning.performance_table(snapshots)
+        run.produced = len(table)
+    return dg.MaterializeResult(metadata={
+        "summary": dg.MetadataValue.md(learning.markdown_table(table)),
+        "rows": dg.MetadataValue.int(len(table)),
+        "snapshots": dg.MetadataValue.int(len(snapshots)),
+        "posts_measured": dg.MetadataValue.int(
+            int(snapshots["tweet_id"].nunique()) if "tweet_id" in getattr(snapshots, "columns", []) else len(snapshots)),
+    })

@@ -1,0 +1,53 @@
+"""`empty_queue_sensor`: the queue for the next planning window is below target -> plan now, alert if it stays so.
+
+Reads only the queue table (one grouped, indexed query). The plan run it requests carries a run key per
+15-minute bucket, so a persisting shortfall asks for at most one plan every 15 minutes, and none while a
+plan run is already queued or running. The alert waits `ALERT_AFTER_S` (the requested plan usually
+fixes the queue first) and is de-duplicated by key in the alerts table.
+"""
+
+import json
+
+import dagster as dg
+
+from pipeline import integrity
+from pipeline.settings import load_settings
+from resources import Alerts, Database
+from sensors.common import PLAN_JOB, active_run, sensor_tags, utcnow
+
+REQUEST_BUCKET_S = 900
+ALERT_AFTER_S = 600
+
+
+@dg.sensor(
+    name="empty_queue_sensor",
+    job_name=PLAN_JOB,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Queue for the next planning window below target: request plan_job; alert if it stays below.",
+)
+def empty_queue_sensor(context: dg.SensorEvaluationContext, database: Database, alerts: Alerts):
+    settings = load_settings()
+    now = utcnow()
+    short = integrity.queue_shortfall(database.engine, settings)
+    if not short:
+        context.update_cursor(None)
+        return dg.SkipReason("every account has its target queued for the next window")
+
+    state = json.loads(context.cursor) if context.cursor else {}
+    since = float(state.get("since", now.timestamp()))
+    context.update_cursor(json.dumps({"since": since}))
+    detail = ", ".join(f"@{s.account} {s.buffer}/{s.target}" for s in short)
+    if now.timestamp() - since >= ALERT_AFTER_S:
+        body = (f"Queued items in the planning buffer (due within {settings.plan_window_min} min, or placed by the "
+                f"planner) are below target for: {detail} "
+                f"(for {int((now.timestamp() - since) // 60)} min, despite plan runs). "
+                "Check the plan runs and the generator (drafts exhausted? LLM budget spent?).")
+        alerts.sink(context.log).send(
+            key="empty-queue:" + ",".join(s.account for s in short),
+            title="Content queue below target", body=body, severity="warning",
+        )
+    if active_run(context.instance, PLAN_JOB):
+        return dg.SkipReason(f"queue below target ({detail}); a plan run is already queued or running")
+    bucket = int(now.timestamp() // REQUEST_BUCKET_S)
+    return dg.RunRequest(run_key=f"empty-queue:{bucket}", tags=sensor_tags("empty_queue_sensor", "plan"))

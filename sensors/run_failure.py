@@ -1,0 +1,43 @@
+"""`run_failure_alert_sensor`: every failed run -> an alert with the error.
+
+Identical failures of the same job (same error text, numbers ignored) share an alert key, so a post_job
+failing the same way every 5 minutes raises one alert per cool-down, not twelve an hour; a different
+error, or the same one after the cool-down, alerts again.
+"""
+
+import hashlib
+import re
+
+import dagster as dg
+
+from resources import Alerts
+
+_NUMBERS = re.compile(r"\d+")
+
+
+def failure_summary(context: dg.RunFailureSensorContext) -> tuple[str, str]:
+    """(signature, body) of a failed run: the failed steps' errors, else the run's failure message."""
+    run = context.dagster_run
+    lines: list[str] = []
+    for event in context.get_step_failure_events()[:3]:
+        error = event.step_failure_data.error if event.step_failure_data else None
+        message = (error.message if error else event.message or "").strip()
+        lines.append(f"step {event.step_key}: {message.splitlines()[0][:400] if message else 'failed'}")
+    if not lines:
+        lines.append((context.failure_event.message or "run failed").strip()[:600])
+    signature = hashlib.sha1(_NUMBERS.sub("#", "\n".join(lines)).encode()).hexdigest()[:10]
+    partition = run.tags.get("dagster/partition")
+    header = f"run {run.run_id} of {run.job_name}" + (f" (partition {partition})" if partition else "")
+    return signature, header + "\n" + "\n".join(lines)
+
+
+@dg.run_failure_sensor(
+    name="run_failure_alert_sensor",
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Alerts (webhook, log, alerts table) on every failed run of this code location.",
+)
+def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: Alerts) -> None:
+    signature, body = failure_summary(context)
+    job = context.dagster_run.job_name
+    alerts.sink(context.log).send(key=f"run-failure:{job}:{signature}", title=f"Dagster run failed: {job}",
+                                  body=body, severity="error")

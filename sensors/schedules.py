@@ -1,0 +1,69 @@
+"""Schedules with a little logic: posting never piles up runs; metrics collect today's partition.
+
+The plain hourly plan schedule lives in pipeline/definitions.py.
+"""
+
+from datetime import timedelta
+
+import dagster as dg
+
+from assets.metrics import posting_days
+from pipeline.settings import load_settings
+from sensors.common import METRICS_JOB, POST_JOB, active_run
+
+
+@dg.schedule(
+    name="post_schedule",
+    cron_schedule="*/5 * * * *",
+    job_name=POST_JOB,
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Post what is due every 5 minutes; skipped while a post run is still queued or running.",
+)
+def post_schedule(context: dg.ScheduleEvaluationContext):
+    running = active_run(context.instance, POST_JOB)
+    if running is not None:
+        return dg.SkipReason(f"post run {running.dagster_run.run_id[:8]} is still {running.dagster_run.status.value}")
+    return dg.RunRequest(run_key=None)
+
+
+def catch_up_days(metrics_ages: str) -> list[int]:
+    """Days back whose posts reach a snapshot age today: '1h,24h,7d' -> [1, 2, 7, 8] (plus today, always)."""
+    days: set[int] = set()
+    for raw in filter(None, (a.strip().lower() for a in metrics_ages.split(","))):
+        unit, number = raw[-1], raw[:-1]
+        try:
+            hours = float(number) * {"m": 1 / 60, "h": 1, "d": 24, "w": 168}[unit]
+        except (KeyError, ValueError):
+            continue
+        whole = int(hours // 24)
+        if whole >= 1:
+            days.update({whole, whole + 1})
+    return sorted(days)
+
+
+@dg.schedule(
+    name="metrics_schedule",
+    cron_schedule="*/20 * * * *",
+    job_name=METRICS_JOB,
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description=(
+        "Every 20 min: today's tweet_metrics partition. At minute 40 of each hour also the posting days whose "
+        "posts reach a later snapshot age (24h, 7d) today."
+    ),
+)
+def metrics_schedule(context: dg.ScheduleEvaluationContext):
+    tick = context.scheduled_execution_time
+    today = tick.date()
+    days = [today]
+    if tick.minute == 40:
+        days += [today - timedelta(days=n) for n in catch_up_days(load_settings().metrics_ages)]
+    first = posting_days.start.date()
+    requests = []
+    for day in days:
+        key = day.isoformat()
+        if day < first or active_run(context.instance, METRICS_JOB, tags={"dagster/partition": key}):
+            continue  # before the first partition, or still being collected
+        requests.append(dg.RunRequest(run_key=f"metrics:{key}:{tick.isoformat()}", partition_key=key))
+    return requests or dg.SkipReason("today's metrics run is still queued or running")

@@ -1,0 +1,340 @@
+"""The posting protocol against the sandbox in real Chromium, one test per failure pattern of the seed
+analysis, each judged by the sandbox's ground truth (what X actually stored), not by our own database."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from pipeline import queue
+from pipeline import schema as s
+from pipeline.breaker import Breaker
+from pipeline.browser import BrowserSession, write_secret_file
+from pipeline.content import make_draft
+from pipeline.db import db_now, get_engine
+from pipeline.posting import ConfirmationJournalled, journal_for, run_posting
+from pipeline.settings import Settings, load_settings
+from sandbox.client import SandboxAdmin
+from sandbox.dbproxy import FaultProxy
+
+
+class RecordingAlerts:
+    """Collects alerts in memory (the alert channel itself is tested in test_alerts.py)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def send(self, key: str, title: str, body: str, severity: str = "error") -> bool:
+        self.sent.append((key, title))
+        return True
+
+
+@dataclass
+class World:
+    settings: Settings
+    engine: sa.Engine
+    browser: BrowserSession
+    sandbox: SandboxAdmin
+    alerts: RecordingAlerts
+    state_dir: Path
+
+    def login(self, handle: str) -> Path:
+        """Issue a fresh sandbox session for `handle` and register it (what `pipeline login` does)."""
+        path = write_secret_file(self.state_dir / "sessions" / f"{handle}.json", self.sandbox.create_account(handle))
+        queue.add_account(self.engine, handle, str(path))
+        self.browser.reset_account(handle)
+        return path
+
+    def enqueue(self, handle: str, *parts: str, reply_to: str | None = None) -> int:
+        return queue.enqueue(self.engine, [(make_draft(handle, list(parts), reply_to), None)])[0]
+
+    def post(self, **kwargs: Any):  # type: ignore[no-untyped-def]
+        return run_posting(self.engine, self.settings, self.browser, alerts=self.alerts, **kwargs)
+
+    def truth(self, handle: str = "alice") -> list[dict[str, Any]]:
+        return [t for t in self.sandbox.tweets() if t["account"] == handle]
+
+    def make_due(self) -> None:
+        """Skip retry backoff: what waiting for it would do, without the wait."""
+        with self.engine.begin() as conn:
+            now = db_now(conn)
+            conn.execute(s.content_items.update().where(s.content_items.c.state == "queued").values(scheduled_at=now))
+
+    def now(self) -> datetime:
+        with self.engine.connect() as conn:
+            return db_now(conn)
+
+
+def make_settings(db_url: str, sandbox_url: str, state_dir: Path, **overrides: Any) -> Settings:
+    env = {"PIPELINE_DATABASE_URL": db_url, "PIPELINE_X_BASE_URL": sandbox_url, "PIPELINE_STATE_DIR": str(state_dir),
+           "PIPELINE_POST_TIMEOUT_S": "3", "PIPELINE_NAV_TIMEOUT_S": "10", "PIPELINE_RECONCILE_SETTLE_S": "0.5"}
+    env.update({f"PIPELINE_{k.upper()}": str(v) for k, v in overrides.items()})
+    return load_settings(env=env)
+
+
+def make_world(sandbox: SandboxAdmin, db_url: str, state_dir: Path, browser: BrowserSession) -> World:
+    w = World(make_settings(db_url, sandbox.url, state_dir), get_engine(db_url), browser, sandbox,
+              RecordingAlerts(), state_dir)
+    w.login("alice")
+    return w
+
+
+@pytest.fixture
+def world(sandbox: SandboxAdmin, db_url: str, tmp_path: Path, browser_session: BrowserSession) -> World:
+    return make_world(sandbox, db_url, tmp_path / "state", browser_session)
+
+
+def item(w: World, item_id: int) -> queue.Item:
+    return queue.get_item(w.engine, item_id)
+
+
+def test_single_thread_and_reply_are_each_posted_once_with_their_ids(world: World) -> None:
+    single = world.enqueue("alice", "A single post from the pipeline")
+    thread = world.enqueue("alice", "Thread, part one", "Thread, part two", "Thread, part three")
+    report = world.post()
+    assert report.posted == 2
+    reply = world.enqueue("alice", "A reply to the single", reply_to=item(world, single).tweet_ids[0])
+    world.post()
+    truth = {t["id"]: t for t in world.truth()}
+    assert len(truth) == 5
+    assert item(world, single).tweet_ids == [next(i for i, t in truth.items() if t["text"] == "A single post from the pipeline")]
+    parts = item(world, thread).tweet_ids
+    assert [truth[i]["text"] for i in parts] == ["Thread, part one", "Thread, part two", "Thread, part three"]
+    assert [truth[i]["in_reply_to"] for i in parts] == [None, parts[0], parts[1]]
+    replied = item(world, reply)
+    assert replied.state == "posted" and truth[replied.tweet_ids[0]]["in_reply_to"] == item(world, single).tweet_ids[0]
+
+
+def test_response_stalled_past_the_timeout_ends_posted_with_the_right_id(world: World) -> None:
+    world.sandbox.set_faults({"post_commit_stall": {"p": 1.0, "seconds": 30}})
+    item_id = world.enqueue("alice", "Stalled but stored")
+    report = world.post()
+    truth = world.truth()
+    assert len(truth) == 1
+    final = item(world, item_id)
+    assert final.state == "posted" and final.tweet_ids == [truth[0]["id"]]
+    assert report.reconciled == 1 and report.failed == 0
+
+
+def test_five_timeouts_in_a_row_do_not_open_the_breaker(world: World) -> None:
+    world.sandbox.set_faults({"post_commit_stall": {"p": 1.0, "seconds": 30}})
+    ids = [world.enqueue("alice", f"Slow post number {n}") for n in range(5)]
+    world.post()
+    assert Breaker(world.engine).status("alice")[0]["state"] == "closed"
+    assert {item(world, i).state for i in ids} == {"posted"}
+    assert len(world.truth()) == 5
+
+
+def test_rejected_before_storing_is_retried_and_posted_once(world: World) -> None:
+    world.sandbox.set_faults({"post_error_5xx": {"p": 1.0}})
+    item_id = world.enqueue("alice", "Retry me after a 503")
+    world.post()
+    assert item(world, item_id).state == "queued" and world.truth() == []
+    world.sandbox.clear_faults()
+    world.make_due()
+    world.post()
+    final = item(world, item_id)
+    assert final.state == "posted" and final.attempts == 2
+    assert [t["id"] for t in world.truth()] == final.tweet_ids
+
+
+def test_rate_limit_opens_the_breaker_until_reset_then_posting_resumes_by_itself(world: World) -> None:
+    world.sandbox.set_faults({"rate_limit": {"p": 1.0, "reset_s": 3}})
+    item_id = world.enqueue("alice", "Posted after the rate limit")
+    world.post()
+    world.sandbox.clear_faults()  # the account's limit stays active until its reset time
+    status = Breaker(world.engine).status("alice")[0]
+    assert status["state"] == "open" and "rate limited" in status["reason"]
+    assert item(world, item_id).failures == 0  # no attempt penalty for the platform's limit
+    world.make_due()
+    world.post()
+    assert world.truth() == []  # the breaker held: nothing was sent during the limit
+    time.sleep(max(0.0, (status["open_until"] - world.now()).total_seconds()) + 0.2)
+    world.make_due()
+    world.post()
+    assert item(world, item_id).state == "posted" and len(world.truth()) == 1
+    assert Breaker(world.engine).status("alice")[0]["state"] == "closed"
+
+
+def test_expired_session_forces_the_breaker_open_alerts_and_resumes_after_login(world: World) -> None:
+    world.sandbox.set_faults({"session_expired": {"p": 1.0}})
+    item_id = world.enqueue("alice", "Waits for a human to log in")
+    world.post()
+    world.sandbox.clear_faults()
+    assert Breaker(world.engine).status("alice")[0]["state"] == "forced_open"
+    assert any(key.startswith("auth:alice") for key, _ in world.alerts.sent)
+    world.make_due()
+    world.post()
+    assert world.truth() == [] and item(world, item_id).state == "queued"
+    world.login("alice")  # the operator logs in again: the next run's session check closes the breaker
+    world.post()
+    assert item(world, item_id).state == "posted" and len(world.truth()) == 1
+
+
+def test_thread_whose_third_part_failed_resumes_at_part_three(world: World) -> None:
+    page = world.browser.page("alice", world.state_dir / "sessions" / "alice.json")
+    calls = {"n": 0}
+
+    def third_fails(route: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            route.fulfill(status=503, body="{}", content_type="application/json")
+        else:
+            route.continue_()
+
+    page.route("**/CreateTweet", third_fails)
+    try:
+        item_id = world.enqueue("alice", "Resume one", "Resume two", "Resume three", "Resume four")
+        world.post()
+        half = item(world, item_id)
+        assert half.state == "queued" and len(half.tweet_ids) == 2
+        world.make_due()
+        world.post()
+    finally:
+        page.unroute("**/CreateTweet")
+    final = item(world, item_id)
+    truth = {t["id"]: t for t in world.truth()}
+    assert final.state == "posted" and len(truth) == 4
+    assert [truth[i]["text"] for i in final.tweet_ids] == ["Resume one", "Resume two", "Resume three", "Resume four"]
+    assert truth[final.tweet_ids[2]]["in_reply_to"] == final.tweet_ids[1]
+
+
+def test_same_content_enqueued_twice_is_posted_once(world: World) -> None:
+    world.sandbox.set_rules(duplicate_window_hours=0)  # measure our protection, not X's
+    world.enqueue("alice", "Only once, please")
+    with pytest.raises(queue.EnqueueError):
+        world.enqueue("alice", "only once,   please")
+    world.post()
+    with pytest.raises(queue.EnqueueError):
+        world.enqueue("alice", "Only once, please")
+    world.post()
+    assert [t["text"] for t in world.truth()] == ["Only once, please"]
+
+
+def test_duplicate_187_from_our_own_unconfirmed_post_is_reconciled_not_failed(world: World) -> None:
+    world.sandbox.set_faults({"post_commit_stall": {"p": 1.0, "seconds": 30}})
+    item_id = world.enqueue("alice", "Stored, then reported as duplicate")
+    # Post once behind the app's back, as a lost earlier attempt would have, then post normally.
+    page = world.browser.page("alice", world.state_dir / "sessions" / "alice.json")
+    from pipeline.xweb import XWebClient
+
+    world.sandbox.clear_faults()
+    first = XWebClient(page, world.settings.x_base_url, "alice").post("Stored, then reported as duplicate")
+    world.post()
+    final = item(world, item_id)
+    assert final.state == "posted" and final.tweet_ids == [first]
+    assert len(world.truth()) == 1
+
+
+def test_worker_killed_between_click_and_confirm_is_reconciled_by_the_next_run(
+    world: World, db_url: str, tmp_path: Path
+) -> None:
+    world.sandbox.set_faults({"post_commit_stall": {"p": 1.0, "seconds": 60}})
+    item_id = world.enqueue("alice", "Killed mid-post")
+    env = {**os.environ, "PIPELINE_DATABASE_URL": db_url, "PIPELINE_X_BASE_URL": world.sandbox.url,
+           "PIPELINE_STATE_DIR": str(world.state_dir), "PIPELINE_POST_TIMEOUT_S": "60", "PIPELINE_LEASE_S": "3"}
+    script = textwrap.dedent("""
+        from pipeline.browser import BrowserSession
+        from pipeline.db import db_now, get_engine
+        from pipeline.posting import run_posting
+        from pipeline.settings import load_settings
+        settings = load_settings()
+        with BrowserSession() as browser:
+            run_posting(get_engine(settings.database_url), settings, browser)
+    """)
+    worker = subprocess.Popen([sys.executable, "-c", script], env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not world.truth() and time.monotonic() < deadline:  # X has stored it; the response is held
+            time.sleep(0.1)
+        assert world.truth(), "the worker never posted"
+        os.killpg(worker.pid, signal.SIGKILL)
+    finally:
+        worker.wait(10)
+    assert item(world, item_id).state == "posting"  # the intent survived the kill
+    world.sandbox.clear_faults()
+    time.sleep(3.2)  # the dead worker's lease runs out
+    report = world.post()
+    final = item(world, item_id)
+    assert final.state == "posted" and final.tweet_ids == [world.truth()[0]["id"]]
+    assert report.reconciled == 1 and len(world.truth()) == 1
+
+
+@pytest.fixture
+def proxied(sandbox: SandboxAdmin, pg_url: str, tmp_path: Path,
+            browser_session: BrowserSession) -> Iterator[tuple[World, FaultProxy]]:
+    """A world whose PostgreSQL sits behind a proxy the test can cut (the outage tests need a server)."""
+    from tests.conftest import _truncate
+
+    _truncate(get_engine(pg_url))
+    url = sa.make_url(pg_url)
+    proxy = FaultProxy(url.host or "127.0.0.1", url.port or 5432)
+    proxied_url = url.set(port=proxy.port).render_as_string(hide_password=False)
+    yield make_world(sandbox, proxied_url, tmp_path / "state", browser_session), proxy
+    proxy.close()
+
+
+def _cut_when_stored(w: World, proxy: FaultProxy, restore_after_s: float | None) -> threading.Thread:
+    def watch() -> None:
+        while not w.truth():
+            time.sleep(0.02)
+        proxy.cut()  # X stored the post; its response is still on the way: the DB dies now
+        if restore_after_s is not None:
+            time.sleep(restore_after_s)
+            proxy.restore()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_database_lost_after_post_then_back_saves_the_id_without_a_repost(proxied: tuple[World, FaultProxy]) -> None:
+    w, proxy = proxied
+    w.sandbox.set_faults({"post_commit_stall": {"p": 1.0, "seconds": 1}})
+    item_id = w.enqueue("alice", "The database blinked")
+    watcher = _cut_when_stored(w, proxy, restore_after_s=2.5)
+    w.post()
+    watcher.join()
+    final = item(w, item_id)
+    assert final.state == "posted" and final.tweet_ids == [w.truth()[0]["id"]]
+    assert len(w.truth()) == 1 and journal_for(w.settings).pending() == []
+
+
+def test_database_down_for_the_whole_run_journals_the_id_and_the_next_run_records_it(
+    proxied: tuple[World, FaultProxy],
+) -> None:
+    w, proxy = proxied
+    w.sandbox.set_faults({"post_commit_stall": {"p": 1.0, "seconds": 1}})
+    item_id = w.enqueue("alice", "The database stayed down")
+    w.enqueue("alice", "Must wait for the journal")
+    watcher = _cut_when_stored(w, proxy, restore_after_s=None)
+    with pytest.raises(ConfirmationJournalled, match="journal"):
+        w.post()
+    watcher.join()
+    journal = journal_for(w.settings)
+    pending = journal.pending()
+    assert [e["tweet_id"] for e in pending] == [w.truth()[0]["id"]]
+    assert oct(journal.path.stat().st_mode & 0o777) == "0o600"
+    proxy.restore()
+    w.sandbox.clear_faults()
+    report = w.post()
+    assert report.journal_replayed == 1 and journal.pending() == []
+    final = item(w, item_id)
+    assert final.state == "posted" and final.tweet_ids == [pending[0]["tweet_id"]]
+    texts = [t["text"] for t in w.truth()]
+    assert texts.count("The database stayed down") == 1 and "Must wait for the journal" in texts
+    assert json.loads(json.dumps(pending))  # entries are plain JSON lines
