@@ -32,7 +32,7 @@ SELECTORS: dict[str, tuple[str, ...]] = {
 }
 LOGIN_PATH = "/i/flow/login"
 CREATE_TWEET = re.compile(r"/i/api/graphql/[^/]+/CreateTweet")
-_COUNT = re.compile(r"([\d.,]+)\s*([KMB]?)", re.I)
+_COUNT = re.compile(r"(\d[\d,]*(?:\.\d+)?)([KMB])?(?![A-Za-z])")  # "1,234 Likes", "1.2K views"
 
 _READ_TIMELINE_JS = """() => Array.from(document.querySelectorAll('article[data-testid="tweet"]')).map(a => {
   const text = a.querySelector('[data-testid="tweetText"]');
@@ -85,7 +85,7 @@ def parse_count(label: str | None) -> int:
     match = _COUNT.search(label)
     if not match:
         return 0
-    number, suffix = match.group(1).replace(",", ""), match.group(2).upper()
+    number, suffix = match.group(1).replace(",", ""), match.group(2) or ""
     return int(float(number) * {"": 1, "K": 1e3, "M": 1e6, "B": 1e9}[suffix])
 
 

@@ -14,7 +14,7 @@ from pipeline import db as dbmod
 from pipeline.migrate import upgrade
 from tests import pg
 
-pytest_plugins = ["tests.fixtures_browser"]
+pytest_plugins = ["tests.fixtures_browser", "tests.fixtures_world"]
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
