@@ -232,8 +232,9 @@ def cmd_login(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.health import check_health
+    from resources.daemon import daemon_heartbeat_age_s
 
-    report = check_health(settings)
+    report = check_health(settings, daemon_heartbeat_age_s(), daemon_expected=not args.no_daemon)
     if args.json:
         print(json.dumps(report.as_json(), indent=2, default=str))
     else:
@@ -317,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("health", cmd_health, "liveness probe: exit 0 healthy, 1 degraded, 2 unhealthy")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--no-daemon", action="store_true", help="do not require a Dagster daemon heartbeat")
 
     p = add("demo", cmd_demo, "run plan, post, metrics and performance once against a local sandbox")
     p.add_argument("--accounts", type=int, default=2)

@@ -1,0 +1,106 @@
+"""`pipeline health` grades constructed states: each exit code, with the reason on its line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from pipeline import jobruns, queue
+from pipeline import schema as s
+from pipeline.breaker import Breaker
+from pipeline.content import make_draft
+from pipeline.db import db_now, get_engine
+from pipeline.failures import ErrorClass
+from pipeline.health import check_health
+from pipeline.journal import Journal
+from pipeline.settings import Settings, load_settings
+
+
+@pytest.fixture
+def healthy(db_url: str, tmp_path: Path) -> tuple[Settings, sa.Engine]:
+    """An account with a full queue, a fresh plan and post run: healthy when the daemon beats."""
+    settings = load_settings(env={"PIPELINE_DATABASE_URL": db_url, "PIPELINE_STATE_DIR": str(tmp_path / "state")})
+    engine = get_engine(db_url)
+    queue.add_account(engine, "alice", "/x.json")
+    with engine.connect() as conn:
+        now = db_now(conn)
+    queue.enqueue(engine, [(make_draft("alice", [f"planned {n}"]), now + timedelta(minutes=10 * (n + 1)))
+                           for n in range(3)])
+    jobruns.record(engine, "plan", True, 3, {})
+    jobruns.record(engine, "post", True, 0, {})
+    return settings, engine
+
+
+def names(report, status: str) -> set[str]:  # type: ignore[no-untyped-def]
+    return {f.name for f in report.findings if f.status == status}
+
+
+def test_healthy_state_exits_0(healthy: tuple[Settings, sa.Engine]) -> None:
+    settings, engine = healthy
+    report = check_health(settings, daemon_heartbeat_age_s=5.0, engine=engine)
+    assert report.exit_code == 0, report.render()
+
+
+def test_no_daemon_is_unhealthy(healthy: tuple[Settings, sa.Engine]) -> None:
+    settings, engine = healthy
+    report = check_health(settings, daemon_heartbeat_age_s=None, engine=engine)
+    assert report.exit_code == 2 and "daemon" in names(report, "unhealthy")
+    assert check_health(settings, daemon_heartbeat_age_s=600, engine=engine).exit_code == 2
+
+
+def test_stale_plan_is_unhealthy(healthy: tuple[Settings, sa.Engine]) -> None:
+    settings, engine = healthy
+    with engine.begin() as conn:
+        conn.execute(s.job_runs.update().where(s.job_runs.c.job == "plan").values(
+            finished_at=db_now(conn) - timedelta(minutes=settings.plan_max_age_min + 1)))
+    report = check_health(settings, 5.0, engine=engine)
+    assert report.exit_code == 2 and "last_plan" in names(report, "unhealthy")
+    assert "planning has stopped" in report.render()
+
+
+def test_open_breaker_is_degraded_and_forced_open_unhealthy(healthy: tuple[Settings, sa.Engine]) -> None:
+    settings, engine = healthy
+    breaker = Breaker(engine)
+    breaker.record_failure("alice", ErrorClass.RATE_LIMITED)
+    report = check_health(settings, 5.0, engine=engine)
+    assert report.exit_code == 1 and "breaker:alice" in names(report, "degraded")
+    breaker.record_failure("alice", ErrorClass.AUTH)
+    assert check_health(settings, 5.0, engine=engine).exit_code == 2
+
+
+def test_unknown_and_review_items_are_degraded(healthy: tuple[Settings, sa.Engine]) -> None:
+    settings, engine = healthy
+    item_id = queue.enqueue(engine, [(make_draft("alice", ["maybe posted"]), None)])[0]
+    queue.claim(engine, "alice", worker="w")
+    queue.mark_unknown(engine, item_id, queue.start_attempt(engine, item_id, 0, "w"), "unknown", "timeout")
+    report = check_health(settings, 5.0, engine=engine)
+    assert report.exit_code == 1 and "unknown" in names(report, "degraded")
+
+
+def test_unsent_journal_entry_is_unhealthy(healthy: tuple[Settings, sa.Engine]) -> None:
+    settings, engine = healthy
+    Journal(settings.state_path / "journal.jsonl").append({"item_id": 1, "part_index": 0, "tweet_id": "1"})
+    report = check_health(settings, 5.0, engine=engine)
+    assert report.exit_code == 2 and "journal" in names(report, "unhealthy")
+
+
+def test_cli_health_json_and_exit_code(tmp_path: Path) -> None:
+    env = {**os.environ, "PIPELINE_DATABASE_URL": f"sqlite:///{tmp_path / 'h.db'}",
+           "DAGSTER_HOME": str(tmp_path / "dh"), "PIPELINE_STATE_DIR": str(tmp_path / "state")}
+    (tmp_path / "dh").mkdir()
+    pipeline = str(Path(sys.executable).parent / "pipeline")
+    out = subprocess.run([pipeline, "health", "--json"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and json.loads(out.stdout)["checks"][0]["reason"].endswith("`pipeline db upgrade`")
+    subprocess.run([pipeline, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=60)
+    out = subprocess.run([pipeline, "health"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2  # no daemon has ever run here
+    assert "no Dagster daemon heartbeat" in out.stdout
+    out = subprocess.run([pipeline, "health", "--no-daemon"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "no accounts registered" in out.stdout
