@@ -1,4 +1,4 @@
-"""`python -m sandbox --host 127.0.0.1 --port 8800 [--faults FILE] [--state FILE] [--seed N]`
+"""`python -m sandbox --host 127.0.0.1 --port 8765 [--faults FILE] [--state FILE] [--seed N]`
 (the same as `pipeline sandbox serve`)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m sandbox", description="Serve the local stand-in for x.com."
     )
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8800)
+    parser.add_argument("--port", type=int, default=8765)
     parser.add_argument(
         "--faults", default=None, help="JSON file: {fault_name: {p: probability, ...}, seed?: int}"
     )

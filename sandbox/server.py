@@ -154,7 +154,7 @@ class SandboxServer:
 
 def serve(
     host: str = "127.0.0.1",
-    port: int = 8800,
+    port: int = 8765,
     faults_file: str | Path | None = None,
     state_file: str | Path | None = None,
     seed: int = 0,
