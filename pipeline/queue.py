@@ -245,18 +245,17 @@ def expire_leases(engine: Engine) -> dict[str, int]:
     return {"requeued": requeued, "unknown": unknown}
 
 
-def _lease_until(conn: Connection, lease_s: float) -> datetime:
-    return db_now(conn) + timedelta(seconds=lease_s)
-
-
 def claim(engine: Engine, account: str | None = None, lease_s: float = 300, worker: str | None = None,
           states: Sequence[str] = (s.QUEUED,), due_only: bool = True) -> Item | None:
     """Take the earliest due item (inclusive of exactly now) and lease it to `worker`.
 
     With `states=("unknown",)` this claims an item for reconciliation instead (the state is kept; only
-    the lease changes), so two workers never reconcile or re-post the same item.
+    the lease changes), so two workers never reconcile or re-post the same item. On PostgreSQL the claim
+    is one statement (UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING), so a claim
+    costs one round trip whatever the queue's size.
     """
     worker = worker or worker_id()
+    reconciling = tuple(states) != (s.QUEUED,)
     with transaction(engine) as conn:
         now = now_sql(conn)
         query = sa.select(items.c.id).where(items.c.state.in_(list(states)))
@@ -264,21 +263,34 @@ def claim(engine: Engine, account: str | None = None, lease_s: float = 300, work
             query = query.where(items.c.scheduled_at <= now)
         if account is not None:
             query = query.where(items.c.account == account)
-        if tuple(states) != (s.QUEUED,):  # reconciliation: skip items another worker holds
+        if reconciling:  # skip items another worker holds
             query = query.where(sa.or_(items.c.lease_expires_at.is_(None), items.c.lease_expires_at < now))
         query = query.order_by(items.c.scheduled_at, items.c.id).limit(1)
-        if not is_sqlite(conn):
-            query = query.with_for_update(skip_locked=True)
-        item_id = conn.execute(query).scalar()
-        if item_id is None:
-            return None
-        new_state = s.CLAIMED if tuple(states) == (s.QUEUED,) else items.c.state
-        conn.execute(
-            items.update().where(items.c.id == item_id).values(
-                state=new_state, lease_owner=worker, lease_expires_at=_lease_until(conn, lease_s), updated_at=now
-            )
-        )
-        return _load(conn, item_id)
+        values = {"state": items.c.state if reconciling else s.CLAIMED, "lease_owner": worker}
+        if is_sqlite(conn):  # BEGIN IMMEDIATE already made this transaction the only writer
+            item_id = conn.execute(query).scalar()
+            if item_id is None:
+                return None
+            at = db_now(conn)
+            conn.execute(items.update().where(items.c.id == item_id).values(
+                **values, lease_expires_at=at + timedelta(seconds=lease_s), updated_at=at))
+            row = conn.execute(sa.select(items).where(items.c.id == item_id)).one()
+        else:
+            # A claim lost in a server crash is harmless (nothing started; the item is simply queued), so
+            # it need not wait for the WAL flush. start_attempt, the write that matters, commits durably.
+            conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+            row = conn.execute(
+                items.update()
+                .where(items.c.id == query.with_for_update(skip_locked=True).scalar_subquery())
+                .values(**values, lease_expires_at=sa.func.now() + sa.func.make_interval(0, 0, 0, 0, 0, 0, lease_s),
+                        updated_at=sa.func.now())
+                .returning(*items.c)
+            ).first()
+            if row is None:
+                return None
+        # An item that never started an attempt has no tweets yet: skip that read on the hot path.
+        tweet_ids = _tweet_ids(conn, [row.id])[row.id] if row.attempts else []
+        return _row_to_item(row, tweet_ids)
 
 
 def release(engine: Engine, item_id: int, worker: str) -> None:

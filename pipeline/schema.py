@@ -57,6 +57,8 @@ KINDS = ("single", "thread", "reply")
 
 _dead = "state NOT IN ('failed', 'cancelled')"
 _due = "state = 'queued'"
+_posted = "state = 'posted'"
+_in_flight = "state IN ('claimed', 'posting', 'unknown')"
 
 accounts = sa.Table(
     "accounts",
@@ -106,9 +108,15 @@ content_items = sa.Table(
         sqlite_where=sa.text(_dead),
         postgresql_where=sa.text(_dead),
     ),
-    # The claim query's index: only queued rows, ordered by due time (stays small at 1M posted rows).
-    sa.Index("ix_content_items_due", "scheduled_at", sqlite_where=sa.text(_due), postgresql_where=sa.text(_due)),
+    # The claim query's index: only queued rows, per account by due time (stays small at 1M posted rows).
+    sa.Index("ix_content_items_due", "account", "scheduled_at", sqlite_where=sa.text(_due),
+             postgresql_where=sa.text(_due)),
     sa.Index("ix_content_items_account_state", "account", "state"),
+    # Integrity checks and sensors: recent posts, and the small in-flight slice (pipeline/integrity.py).
+    sa.Index("ix_content_items_posted_at", "posted_at", sqlite_where=sa.text(_posted),
+             postgresql_where=sa.text(_posted)),
+    sa.Index("ix_content_items_in_flight", "updated_at", sqlite_where=sa.text(_in_flight),
+             postgresql_where=sa.text(_in_flight)),
 )
 
 tweets = sa.Table(
@@ -123,6 +131,7 @@ tweets = sa.Table(
     sa.Column("recorded_via", sa.String(16), nullable=False, server_default="response"),
     sa.UniqueConstraint("item_id", "part_index"),
     sa.Index("ix_tweets_posted_at", "posted_at"),
+    sa.Index("ix_tweets_text", "text", postgresql_using="hash"),  # duplicate-text probes
 )
 
 post_attempts = sa.Table(
