@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: demo test lint ui chaos bench venv browser postgres clean
+.PHONY: demo test lint ui chaos bench venv browser postgres instance clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,19 +23,20 @@ browser: venv
 postgres:
 	@bash scripts/ensure_postgres.sh
 
-demo: venv browser
-	@mkdir -p $(DAGSTER_HOME)
+# The Dagster instance reads $(DAGSTER_HOME)/dagster.yaml: start from the project's (telemetry off, run queue).
+instance:
+	@mkdir -p $(DAGSTER_HOME) && { [ -f $(DAGSTER_HOME)/dagster.yaml ] || cp dagster.yaml $(DAGSTER_HOME)/; }
+
+demo: venv browser instance
 	$(BIN)/pipeline demo
 
 lint: venv
 	$(BIN)/ruff check .
 
-test: venv browser postgres lint
-	@mkdir -p $(DAGSTER_HOME)
+test: venv browser postgres instance lint
 	$(BIN)/pytest -q
 
-ui: venv browser
-	@mkdir -p $(DAGSTER_HOME)
+ui: venv browser instance
 	bash scripts/ui.sh
 
 chaos: venv browser postgres

@@ -81,8 +81,11 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn):  # type: ignore[no-untyped-def]
-        # One writer at a time: take the write lock at BEGIN, not at the first write (no upgrade deadlocks).
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writes (`transaction()`) take the write lock at BEGIN, not at their first write, so concurrent
+        # read-then-write transactions queue up instead of failing on a lock upgrade. Reads begin deferred:
+        # in WAL mode they read a snapshot and never block a writer, or each other.
+        write = conn.get_execution_options().get("pipeline_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def dispose_engines() -> None:
@@ -117,10 +120,12 @@ def now_sql(conn: Connection) -> sa.ColumnElement:
 
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Connection]:
-    """A short write transaction; the connection goes back to the pool at once."""
+    """A short write transaction (the way every write in the core begins); back to the pool at once."""
     try:
-        with engine.begin() as conn:
-            yield conn
+        with engine.connect() as conn:
+            conn.execution_options(pipeline_write=True)
+            with conn.begin():
+                yield conn
     except sa.exc.OperationalError as exc:
         raise DatabaseError(describe_operational_error(exc)) from exc
 

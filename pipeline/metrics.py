@@ -20,7 +20,7 @@ from pipeline import queue
 from pipeline import schema as s
 from pipeline.breaker import Breaker
 from pipeline.browser import BrowserSession
-from pipeline.db import db_now
+from pipeline.db import db_now, transaction
 from pipeline.failures import XError, classify
 from pipeline.logs import log_event
 from pipeline.settings import Settings
@@ -120,7 +120,7 @@ def collect_metrics(engine: Engine, settings: Settings, browser: BrowserSession,
             if cls == "auth":
                 blocked.add(d.account)
             continue
-        with engine.begin() as conn:
+        with transaction(engine) as conn:
             exists = conn.execute(sa.select(s.metric_snapshots.c.id).where(
                 s.metric_snapshots.c.tweet_id == d.tweet_id, s.metric_snapshots.c.age_label == d.label)).first()
             if exists is None:

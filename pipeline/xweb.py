@@ -19,7 +19,15 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from pipeline.content import text_fingerprint
-from pipeline.failures import AuthFailed, NothingSent, OutcomeUnknown, UiChanged, XError, graphql_error
+from pipeline.failures import (
+    AuthFailed,
+    NothingSent,
+    OutcomeUnknown,
+    PostRejected,
+    UiChanged,
+    XError,
+    graphql_error,
+)
 
 SELECTORS: dict[str, tuple[str, ...]] = {
     "compose_box": ('[data-testid="tweetTextarea_0"]', 'div[role="textbox"][contenteditable="true"]'),
@@ -103,15 +111,17 @@ class XWebClient:
 
     # ------------------------------------------------------------------ navigation
 
-    def _goto(self, path: str, timeout_ms: float | None = None) -> None:
+    def _goto(self, path: str, timeout_ms: float | None = None) -> Any:
         """Navigate, and turn a login redirect into AuthFailed. Nothing has been sent at this point."""
         try:
-            self.page.goto(self.base_url + path, wait_until="domcontentloaded", timeout=timeout_ms or self.nav_timeout_ms)
+            response = self.page.goto(self.base_url + path, wait_until="domcontentloaded",
+                                      timeout=timeout_ms or self.nav_timeout_ms)
         except PlaywrightTimeout as exc:
             raise NothingSent(f"page {path} did not load in time: {_first_line(exc)}") from exc
         except PlaywrightError as exc:
             raise NothingSent(f"navigation to {path} failed: {_first_line(exc)}") from exc
         self._raise_if_logged_out()
+        return response
 
     def _raise_if_logged_out(self) -> None:
         if LOGIN_PATH in self.page.url:
@@ -244,7 +254,9 @@ class XWebClient:
 
     def engagement(self, tweet_id: str) -> Engagement:
         """Counts from the status page's aria-labels (what X shows, not an API that needs a paid key)."""
-        self._goto(f"/{self.handle}/status/{tweet_id}")
+        response = self._goto(f"/{self.handle}/status/{tweet_id}")
+        if response is not None and response.status == 404:
+            raise PostRejected(f"tweet {tweet_id} does not exist (deleted, or never posted here)", code=144)
         try:
             self.page.locator(either("tweet")).first.wait_for(state="attached", timeout=self.nav_timeout_ms)
             labels = self.page.evaluate(_READ_COUNTS_JS)
