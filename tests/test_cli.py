@@ -2,20 +2,39 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import stat
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+from unittest import mock
 
 import pytest
+
+from pipeline.cli import main
 
 PIPELINE = str(Path(sys.executable).parent / "pipeline")
 
 
 def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PIPELINE, *args], env=env, capture_output=True, text=True, timeout=60)
+    """`pipeline ARGS` in this process (a subprocess per call costs seconds); the console script itself is
+    exercised by test_console_script_runs."""
+    out, err = io.StringIO(), io.StringIO()
+    with mock.patch.dict(os.environ, env, clear=True), redirect_stdout(out), redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(["pipeline", *args], code, out.getvalue(), err.getvalue())
+
+
+def test_console_script_runs(tmp_path: Path) -> None:
+    env = {**os.environ, "PIPELINE_DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}"}
+    out = subprocess.run([PIPELINE, "db", "upgrade"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "revision" in out.stdout
+    out = subprocess.run([PIPELINE, "enqueue", "--account", "nobody", "--text", "hi"], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "not registered" in out.stderr
 
 
 @pytest.fixture
