@@ -504,6 +504,8 @@ class LLMGenerator:
                 parts = validate_parts(self._parse(content, kind))
                 if kind == "thread" and len(parts) < 2:
                     raise ContentError("a thread was asked for but the answer has one part")
+                if kind == "single" and len(parts) > 1:
+                    raise ContentError(f"a single post was asked for but the answer has {len(parts)} parts")
             except ContentError as exc:
                 feedback = f"it was rejected: {exc}"
                 self.rejected.append(("llm_invalid", f"{topic}/{format} attempt {attempt + 1}: {exc}"))
@@ -515,7 +517,9 @@ class LLMGenerator:
                     ("llm_near_duplicate", f"{topic}/{format} attempt {attempt + 1}: Jaccard {similar:.2f} with a recent post")
                 )
                 continue
-            self._session.setdefault(account, []).append(" ".join(parts))
+            session = self._session.setdefault(account, [])
+            session.append(" ".join(parts))
+            del session[:-200]  # texts not yet in the database; older ones are there by now
             return GeneratedDraft(parts=tuple(parts), topic=topic, format=format, key=f"llm-{fingerprint(parts)}")
         self.last_reason = f"{1 + self.max_regenerations} outputs for {topic}/{format} were all rejected"
         return None

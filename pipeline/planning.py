@@ -38,6 +38,8 @@ from sqlalchemy.engine import Engine
 from pipeline import schema as s
 from pipeline.content import ContentError, Draft, make_draft
 from pipeline.db import DatabaseError, db_now
+from pipeline.generators import ShingleIndex, recent_texts
+from pipeline.learning import DEFAULT_FLOOR, thompson_choice
 from pipeline.queue import EnqueueError, enqueue
 
 log = logging.getLogger(__name__)
@@ -345,8 +347,11 @@ def _account_lock(engine: Engine, handle: str) -> Iterator[bool]:
             yield got
         finally:
             if got:
-                conn.exec_driver_sql("SELECT pg_advisory_unlock(%(k)s)", {"k": key})
-                conn.commit()
+                try:
+                    conn.exec_driver_sql("SELECT pg_advisory_unlock(%(k)s)", {"k": key})
+                    conn.commit()
+                except sa.exc.SQLAlchemyError:
+                    conn.invalidate()  # closing the session is what frees a session lock for sure
 
 
 def _choose(options: list[str], dimension: str, weights: dict | None, rng: random.Random) -> str | None:
@@ -355,8 +360,6 @@ def _choose(options: list[str], dimension: str, weights: dict | None, rng: rando
         return None
     if not weights or not weights.get(dimension):
         return rng.choice(sorted(options))
-    from pipeline.learning import DEFAULT_FLOOR, thompson_choice
-
     known = weights.get(dimension, {})
     prior = weights.get("prior", {"alpha": 1.0, "beta": 1.0})
     arms = {o: known.get(o, prior) for o in options}
@@ -377,8 +380,6 @@ def plan(
     (None: uniform). `now` defaults to the database clock. Drafts that fail validation or duplicate a live or
     recent post are never enqueued; each is recorded in `report.dropped` with its reason.
     """
-    from pipeline.generators import ShingleIndex, recent_texts
-
     rng = rng or random.Random()
     rules = SlotRules.from_settings(settings)
     with engine.connect() as conn:
@@ -443,7 +444,7 @@ def _draft_for_slot(
     weights: dict | None,
     rng: random.Random,
     state: _AccountState,
-    recent: Any,
+    recent: ShingleIndex,
     report: PlanReport,
     tries: int = 4,
 ) -> tuple[Draft | None, Any]:

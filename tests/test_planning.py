@@ -306,3 +306,24 @@ def test_plan_drops_invalid_and_duplicate_drafts_with_reasons(engine: sa.Engine)
     assert report.per_account == {"alice": 1}
     texts = {r["parts"][0] for r in _queued(engine, "alice")}
     assert texts == {live, good}
+
+
+def test_overlapping_plan_runs_do_not_both_fill_an_account(engine: sa.Engine) -> None:
+    """PostgreSQL: a second planner finds the account's advisory lock taken and leaves it alone.
+    SQLite (single host) has no such lock: the same call simply plans."""
+    import hashlib
+
+    q.add_account(engine, "alice", "/nonexistent/a.json")
+    cfg = load_settings(env={})
+    if engine.dialect.name != "postgresql":
+        assert plan(engine, cfg, DraftsLibrary(engine), rng=random.Random(0)).enqueued == 3
+        return
+    key = int.from_bytes(hashlib.sha256(b"pipeline.plan:alice").digest()[:8], "big", signed=True)
+    with engine.connect() as other:
+        assert other.exec_driver_sql("SELECT pg_try_advisory_lock(%(k)s)", {"k": key}).scalar_one()
+        other.commit()
+        report = plan(engine, cfg, DraftsLibrary(engine), rng=random.Random(0))
+        assert report.enqueued == 0 and [r for r, _ in report.dropped] == ["locked"]
+        other.exec_driver_sql("SELECT pg_advisory_unlock(%(k)s)", {"k": key})
+        other.commit()
+    assert plan(engine, cfg, DraftsLibrary(engine), rng=random.Random(0)).enqueued == 3
