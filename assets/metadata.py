@@ -21,9 +21,10 @@ def queue_metadata(engine: Engine) -> dict[str, dg.MetadataValue]:
 
 
 def breaker_metadata(states: dict[str, str]) -> dict[str, dg.MetadataValue]:
-    """Breaker states as counts (closed/open/half_open accounts)."""
+    """Breaker states as counts of accounts (closed/open/half_open/forced_open, as pipeline.breaker names them)."""
     counts = Counter(states.values())
-    out = {f"breakers_{state}": dg.MetadataValue.int(counts.get(state, 0)) for state in ("closed", "open", "half_open")}
+    out = {f"breakers_{state}": dg.MetadataValue.int(counts.get(state, 0))
+           for state in ("closed", "open", "half_open", "forced_open")}
     for state, n in counts.items():
         out.setdefault(f"breakers_{state}", dg.MetadataValue.int(n))
     return out
@@ -37,7 +38,9 @@ def count_metadata(prefix: str, counts: dict[str, int] | None) -> dict[str, dg.M
 
 
 def report_dict(report: Any) -> dict[str, Any]:
-    """A core report (dataclass or plain object) as a dict for the job_runs row."""
+    """A core report as a dict for the job_runs row (its own `as_dict()` when it has one)."""
+    if callable(getattr(report, "as_dict", None)):
+        return report.as_dict()
     if dataclasses.is_dataclass(report) and not isinstance(report, type):
         return dataclasses.asdict(report)
     return dict(getattr(report, "__dict__", {}))

@@ -36,7 +36,7 @@ def tweet_metrics(context: dg.AssetExecutionContext, database: Database, browser
     return dg.MaterializeResult(metadata={
         "snapshots": dg.MetadataValue.int(report.snapshots),
         "skipped": dg.MetadataValue.int(report.skipped),
-        **count_metadata("errors_", {k: (v if isinstance(v, int) else 1) for k, v in (report.errors or {}).items()}),
+        **count_metadata("errors_", report.errors),
     })
 
 
@@ -54,10 +54,11 @@ def content_performance(context: dg.AssetExecutionContext, database: Database) -
         snapshots = learning.latest_snapshots(engine)
         table = learning.performance_table(snapshots)
         run.produced = len(table)
+    context.log.info(f"performance of {len(snapshots)} measured tweets: {len(table)} rows")
+    by_dimension = table["dimension"].value_counts().to_dict() if len(table) else {}
     return dg.MaterializeResult(metadata={
         "summary": dg.MetadataValue.md(learning.markdown_table(table)),
         "rows": dg.MetadataValue.int(len(table)),
-        "snapshots": dg.MetadataValue.int(len(snapshots)),
-        "posts_measured": dg.MetadataValue.int(
-            int(snapshots["tweet_id"].nunique()) if "tweet_id" in getattr(snapshots, "columns", []) else len(snapshots)),
+        "tweets_measured": dg.MetadataValue.int(len(snapshots)),
+        **{f"{dim}s": dg.MetadataValue.int(int(by_dimension.get(dim, 0))) for dim in ("topic", "format")},
     })

@@ -58,10 +58,11 @@ def plan_health_sensor(context: dg.SensorEvaluationContext, database: Database, 
                 if last else ("plan_job has runs but none succeeded" if ever_ran(instance, PLAN_JOB)
                               else "plan_job has never run on this instance"))
         findings.append("stale")
-        sink.send(key="plan-health:stale", title="Planning has stopped",
+        never = last is None and not ever_ran(instance, PLAN_JOB)  # a fresh install: say so, less loudly
+        sink.send(key="plan-health:stale", title="Planning has not run yet" if never else "Planning has stopped",
                   body=f"{what}; the limit is {max_age_min} min (PIPELINE_PLAN_MAX_AGE_MIN). Requesting a plan run. "
                        "Check that the daemon is running and the plan schedule is on.",
-                  severity="error")
+                  severity="warning" if never else "error")
         if not active_run(instance, PLAN_JOB):
             key = last.dagster_run.run_id if last else "never"
             requests.append(dg.RunRequest(run_key=f"plan-health:stale:{key}", tags=sensor_tags(NAME, "plan")))

@@ -21,6 +21,8 @@ def failure_summary(context: dg.RunFailureSensorContext) -> tuple[str, str]:
     lines: list[str] = []
     for event in context.get_step_failure_events()[:3]:
         error = event.step_failure_data.error if event.step_failure_data else None
+        while error is not None and error.cause is not None:  # the user's exception, not Dagster's wrapper
+            error = error.cause
         message = (error.message if error else event.message or "").strip()
         lines.append(f"step {event.step_key}: {message.splitlines()[0][:400] if message else 'failed'}")
     if not lines:

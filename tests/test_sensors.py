@@ -1,0 +1,305 @@
+"""Sensors on a real Dagster instance and real databases: each fires on its condition, stays quiet without it,
+and raises one alert per condition (not one per tick) to a real local webhook."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from pipeline import schema as s
+from pipeline.db import db_now
+from resources import Alerts, Database
+from sensors import plan_health as plan_health_module
+from sensors.common import REQUESTED_BY_TAG
+from sensors.plan_health import plan_health_sensor
+from sensors.queue import ALERT_AFTER_S, empty_queue_sensor
+from sensors.run_failure import run_failure_alert_sensor
+from sensors.stuck import stuck_work_sensor
+from tests.dagster_helpers import (
+    Webhook,
+    add_account,
+    add_item,
+    alert_rows,
+    serve_webhook,
+    set_breaker,
+    temp_instance,
+)
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    with serve_webhook() as hook:
+        yield hook
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with temp_instance() as inst:
+        yield inst
+
+
+@pytest.fixture
+def resources(db_url: str, webhook: Webhook) -> dict:
+    database = Database(url=db_url)
+    return {"database": database, "alerts": Alerts(database=database, webhook_url=webhook.url, cooldown_s=3600)}
+
+
+def tick(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, resources: dict, cursor: str | None = None):
+    with dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor) as context:
+        return sensor.evaluate_tick(context)
+
+
+# --------------------------------------------------------------------------- empty_queue_sensor
+
+
+def test_empty_queue_requests_a_plan_then_alerts_once_if_it_stays_empty(
+        engine: sa.Engine, instance: dg.DagsterInstance, resources: dict, webhook: Webhook) -> None:
+    add_account(engine, "alice")
+    add_item(engine, "alice", ["only one queued"], s.QUEUED)  # 1 of plan_min_items=3
+
+    first = tick(empty_queue_sensor, instance, resources)
+    [request] = first.run_requests
+    assert request.run_key.startswith("empty-queue:")
+    assert request.tags[REQUESTED_BY_TAG] == "empty_queue_sensor" and request.tags["pipeline/job"] == "plan"
+    assert webhook.received == []  # the requested plan usually fixes it: no alert yet
+    since = json.loads(first.cursor)["since"]
+
+    # Still short ALERT_AFTER_S later (the plan did not help): one alert...
+    later = json.dumps({"since": since - ALERT_AFTER_S - 1})
+    second = tick(empty_queue_sensor, instance, resources, cursor=later)
+    assert [r.run_key for r in second.run_requests] == [request.run_key]  # same bucket: no second plan
+    assert len(webhook.received) == 1
+    assert "Content queue below target" in webhook.texts[0] and "@alice 1/3" in webhook.texts[0]
+    # ...and not one per tick.
+    tick(empty_queue_sensor, instance, resources, cursor=second.cursor)
+    assert len(webhook.received) == 1
+    assert [a["key"] for a in alert_rows(engine)] == ["empty-queue:alice"]
+
+
+def test_empty_queue_quiet_when_the_buffer_is_full(engine: sa.Engine, instance: dg.DagsterInstance,
+                                                   resources: dict, webhook: Webhook) -> None:
+    add_account(engine, "alice")
+    with engine.connect() as conn:
+        now = db_now(conn)
+    for i in range(3):
+        add_item(engine, "alice", [f"due soon {i}"], s.QUEUED, scheduled_at=now + timedelta(minutes=10 * i))
+    result = tick(empty_queue_sensor, instance, resources, cursor=json.dumps({"since": 0}))
+    assert result.run_requests == [] and "target" in result.skip_message
+    assert result.cursor is None  # the episode is over
+    assert webhook.received == []
+
+
+def test_empty_queue_counts_planner_items_beyond_the_window(engine: sa.Engine, instance: dg.DagsterInstance,
+                                                            resources: dict) -> None:
+    """Quiet hours push planned items past the window; they still count (the planner's own buffer rule)."""
+    add_account(engine, "alice")
+    with engine.connect() as conn:
+        now = db_now(conn)
+    for i in range(3):
+        add_item(engine, "alice", [f"after quiet hours {i}"], s.QUEUED, source="planner",
+                 scheduled_at=now + timedelta(hours=8, minutes=30 * i))
+    assert tick(empty_queue_sensor, instance, resources).run_requests == []
+    add_item(engine, "alice", ["operator item far ahead"], s.QUEUED, scheduled_at=now + timedelta(days=2))
+    with engine.begin() as conn:
+        conn.execute(s.content_items.update().where(s.content_items.c.source == "planner").values(state=s.CANCELLED))
+    assert len(tick(empty_queue_sensor, instance, resources).run_requests) == 1
+
+
+def test_empty_queue_waits_for_a_plan_run_in_progress(engine: sa.Engine, instance: dg.DagsterInstance,
+                                                      resources: dict) -> None:
+    add_account(engine, "alice")
+    instance.add_run(dg.DagsterRun(job_name="plan_job", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.STARTED))
+    result = tick(empty_queue_sensor, instance, resources)
+    assert result.run_requests == [] and "already queued or running" in result.skip_message
+
+
+def test_empty_queue_without_accounts_is_quiet(instance: dg.DagsterInstance, resources: dict) -> None:
+    assert tick(empty_queue_sensor, instance, resources).run_requests == []
+
+
+# --------------------------------------------------------------------------- plan_health_sensor
+
+
+def fake_plan_run(instance: dg.DagsterInstance, enqueued: int, fail: bool = False,
+                  tags: dict[str, str] | None = None) -> dg.ExecuteInProcessResult:
+    """A real run of a job named plan_job that materialises generated_content with `enqueued` metadata."""
+
+    @dg.asset(name="generated_content")
+    def stand_in() -> dg.MaterializeResult:
+        if fail:
+            raise RuntimeError("generator unavailable")
+        return dg.MaterializeResult(metadata={"enqueued": enqueued})
+
+    defs = dg.Definitions(assets=[stand_in], jobs=[dg.define_asset_job("plan_job", selection=[stand_in])])
+    return defs.resolve_job_def("plan_job").execute_in_process(instance=instance, raise_on_error=False, tags=tags)
+
+
+def test_plan_health_never_ran(engine: sa.Engine, instance: dg.DagsterInstance, resources: dict,
+                               webhook: Webhook) -> None:
+    add_account(engine, "alice")
+    result = tick(plan_health_sensor, instance, resources)
+    assert [r.run_key for r in result.run_requests] == ["plan-health:stale:never"]
+    assert len(webhook.received) == 1 and "never run" in webhook.texts[0]
+
+
+def test_plan_health_quiet_after_a_recent_productive_plan(engine: sa.Engine, instance: dg.DagsterInstance,
+                                                          resources: dict, webhook: Webhook) -> None:
+    add_account(engine, "alice")
+    add_item(engine, "alice", ["queued"], s.QUEUED)
+    assert fake_plan_run(instance, enqueued=3).success
+    result = tick(plan_health_sensor, instance, resources)
+    assert result.run_requests == [] and "produced 3" in result.skip_message
+    assert webhook.received == []
+
+
+def test_plan_health_stale_plan_alerts_once_and_requests_one_run(
+        engine: sa.Engine, instance: dg.DagsterInstance, resources: dict, webhook: Webhook,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    add_account(engine, "alice")
+    add_item(engine, "alice", ["queued"], s.QUEUED)
+    run = fake_plan_run(instance, enqueued=2)
+    later = plan_health_module.utcnow() + timedelta(minutes=181)  # PIPELINE_PLAN_MAX_AGE_MIN is 180
+    monkeypatch.setattr(plan_health_module, "utcnow", lambda: later)
+
+    first = tick(plan_health_sensor, instance, resources)
+    assert [r.run_key for r in first.run_requests] == [f"plan-health:stale:{run.run_id}"]
+    assert len(webhook.received) == 1 and "Planning has stopped" in webhook.texts[0]
+    second = tick(plan_health_sensor, instance, resources)
+    assert [r.run_key for r in second.run_requests] == [f"plan-health:stale:{run.run_id}"]  # same key: one run
+    assert len(webhook.received) == 1  # one condition, one alert
+
+
+def test_plan_health_only_failed_plans(engine: sa.Engine, instance: dg.DagsterInstance, resources: dict,
+                                       webhook: Webhook) -> None:
+    add_account(engine, "alice")
+    assert not fake_plan_run(instance, enqueued=0, fail=True).success
+    result = tick(plan_health_sensor, instance, resources)
+    assert len(result.run_requests) == 1
+    assert "none succeeded" in webhook.texts[0]
+
+
+def test_plan_health_plan_that_produced_nothing(engine: sa.Engine, instance: dg.DagsterInstance,
+                                                resources: dict, webhook: Webhook) -> None:
+    add_account(engine, "alice")  # nothing queued at all
+    run = fake_plan_run(instance, enqueued=0)
+    result = tick(plan_health_sensor, instance, resources)
+    assert [r.run_key for r in result.run_requests] == [f"plan-health:empty:{run.run_id}"]
+    assert len(webhook.received) == 1 and "Planning produces nothing" in webhook.texts[0]
+    assert "@alice" in webhook.texts[0]
+
+    # The retry (tagged by this sensor) also produced nothing: alert stays de-duplicated, no third plan.
+    fake_plan_run(instance, enqueued=0, tags={REQUESTED_BY_TAG: "plan_health_sensor"})
+    result = tick(plan_health_sensor, instance, resources)
+    assert result.run_requests == []
+    assert len(webhook.received) == 1
+
+
+def test_plan_health_nothing_produced_but_queue_full_is_fine(engine: sa.Engine, instance: dg.DagsterInstance,
+                                                             resources: dict, webhook: Webhook) -> None:
+    add_account(engine, "alice")
+    add_item(engine, "alice", ["still queued"], s.QUEUED)
+    fake_plan_run(instance, enqueued=0)
+    assert tick(plan_health_sensor, instance, resources).run_requests == []
+    assert webhook.received == []
+
+
+# --------------------------------------------------------------------------- stuck_work_sensor
+
+
+def test_stuck_work_quiet_on_healthy_state(engine: sa.Engine, instance: dg.DagsterInstance, resources: dict,
+                                           webhook: Webhook) -> None:
+    add_account(engine, "alice")
+    with engine.connect() as conn:
+        now = db_now(conn)
+    set_breaker(engine, "alice", "open", opened_ago=timedelta(minutes=10))  # open, but not for long
+    add_item(engine, "alice", ["posting now"], s.POSTING, lease_expires_at=now + timedelta(minutes=4))
+    add_item(engine, "alice", ["lease just ran out"], s.POSTING, lease_expires_at=now - timedelta(minutes=1))
+    result = tick(stuck_work_sensor, instance, resources)
+    assert result.run_requests == [] and "no open breakers" in result.skip_message
+    assert webhook.received == []
+
+
+def test_stuck_work_alerts_on_a_long_open_breaker_once(engine: sa.Engine, instance: dg.DagsterInstance,
+                                                        resources: dict, webhook: Webhook) -> None:
+    add_account(engine, "alice")
+    add_account(engine, "bob")
+    set_breaker(engine, "alice", "forced_open", opened_ago=timedelta(hours=2), open_until_in=None,
+                reason="auth: 326 locked")
+    set_breaker(engine, "bob", "closed", opened_ago=None)
+    tick(stuck_work_sensor, instance, resources)
+    tick(stuck_work_sensor, instance, resources)
+    assert len(webhook.received) == 1
+    assert "@alice" in webhook.texts[0] and "forced" in webhook.texts[0]
+    assert alert_rows(engine)[0]["key"] == "breaker-open:alice"
+
+
+def test_stuck_work_alerts_on_stuck_items(engine: sa.Engine, instance: dg.DagsterInstance, resources: dict,
+                                          webhook: Webhook) -> None:
+    add_account(engine, "alice")
+    with engine.connect() as conn:
+        now = db_now(conn)
+    dead = add_item(engine, "alice", ["worker died"], s.POSTING, lease_expires_at=now - timedelta(minutes=6))
+    limbo = add_item(engine, "alice", ["never reconciled"], s.UNKNOWN, updated_at=now - timedelta(minutes=11))
+    result = tick(stuck_work_sensor, instance, resources)
+    assert "2 stuck items" in result.skip_message
+    assert len(webhook.received) == 1
+    assert f"| {dead} |" in webhook.texts[0] and f"| {limbo} |" in webhook.texts[0]
+    tick(stuck_work_sensor, instance, resources)
+    assert len(webhook.received) == 1
+
+
+# --------------------------------------------------------------------------- run_failure_alert_sensor
+
+
+def failing_run(instance: dg.DagsterInstance, message: str) -> dg.ExecuteInProcessResult:
+    @dg.op
+    def click_post() -> None:
+        raise RuntimeError(message)
+
+    @dg.job(name="post_job")
+    def post_job() -> None:
+        click_post()
+
+    result = post_job.execute_in_process(instance=instance, raise_on_error=False)
+    assert not result.success
+    return result
+
+
+def alert_failure(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult, resources: dict) -> None:
+    with dg.build_run_status_sensor_context(
+        sensor_name="run_failure_alert_sensor",
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        dagster_event=result.get_run_failure_event(),
+        resources=resources,
+    ) as context:
+        run_failure_alert_sensor(context.for_run_failure())
+
+
+def test_run_failure_sends_one_webhook_with_the_error(engine: sa.Engine, instance: dg.DagsterInstance,
+                                                      resources: dict, webhook: Webhook) -> None:
+    result = failing_run(instance, "browser exploded on item 42")
+    alert_failure(instance, result, resources)
+
+    assert len(webhook.received) == 1
+    text = webhook.texts[0]
+    assert text.startswith("[ERROR] Dagster run failed: post_job")
+    assert result.run_id in text and "browser exploded on item 42" in text and "click_post" in text
+    [row] = alert_rows(engine)
+    assert row["key"].startswith("run-failure:post_job:") and row["delivered"] is True
+    assert webhook.url not in row["body"]
+
+    # The same failure again (a schedule retrying every 5 min) is the same condition: no second webhook...
+    again = failing_run(instance, "browser exploded on item 43")
+    alert_failure(instance, again, resources)
+    assert len(webhook.received) == 1
+    # ...a different failure is news.
+    other = failing_run(instance, "database unreachable")
+    alert_failure(instance, other, resources)
+    assert len(webhook.received) == 2 and "database unreachable" in webhook.texts[1]
