@@ -20,7 +20,7 @@ from pipeline import queue
 from pipeline.breaker import Breaker
 from pipeline.posting import ConfirmationJournalled, journal_for
 from sandbox.dbproxy import FaultProxy
-from tests.fixtures_world import World
+from tests.fixtures_world import World, make_settings
 
 
 def item(w: World, item_id: int) -> queue.Item:
@@ -56,6 +56,7 @@ def test_response_stalled_past_the_timeout_ends_posted_with_the_right_id(world: 
 
 
 def test_five_timeouts_in_a_row_do_not_open_the_breaker(world: World) -> None:
+    world.settings = make_settings(world.settings.database_url, world.sandbox.url, world.state_dir, post_timeout_s=1)
     world.sandbox.set_faults({"post_commit_stall": {"p": 1.0, "seconds": 30}})
     ids = [world.enqueue("alice", f"Slow post number {n}") for n in range(5)]
     world.post()
