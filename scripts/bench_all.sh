@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# `make bench`: every benchmark, each beside its baseline in the same run; JSON and Markdown land in
+# bench/results/. The chaos run is the 1,000-post goal run (several minutes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+$PY bench/sandbox.py
+$PY bench/queue.py
+$PY bench/posting.py
+$PY bench/checks.py
+$PY bench/learning.py
+$PY bench/chaos.py --posts 1000 --seed 11 --json bench/results/chaos-1000.json
+echo "results: bench/results/*.md"
