@@ -31,8 +31,9 @@ from pipeline.settings import load_settings  # noqa: E402
 from sandbox.client import SandboxAdmin  # noqa: E402
 
 
-def descendants_rss_kib(root: int) -> int:
-    """Resident memory of every process below `root` (the browser and its renderers), from /proc."""
+def descendants_rss_kib(root: int, exclude: int) -> int:
+    """Resident memory of every process below `root` (the browser and its renderers), from /proc, leaving
+    out the `exclude` subtree (the sandbox server, whose in-memory store grows with every post)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -41,7 +42,7 @@ def descendants_rss_kib(root: int) -> int:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(entry))
-    total, stack = 0, list(children.get(root, []))
+    total, stack = 0, [pid for pid in children.get(root, []) if pid != exclude]
     while stack:
         pid = stack.pop()
         stack.extend(children.get(pid, []))
@@ -89,7 +90,7 @@ def main() -> int:
                 assert run_posting(engine, settings, browser).posted == 1
                 reused.append(time.perf_counter() - start)
                 if n in (1, 50, 100, 200, args.posts):
-                    rss[n] = descendants_rss_kib(os.getpid())
+                    rss[n] = descendants_rss_kib(os.getpid(), exclude=server.pid)
         fresh = []
         for _ in range(args.fresh_posts):
             start = time.perf_counter()

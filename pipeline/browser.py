@@ -24,6 +24,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-dev-shm-usage",
 ]
+PAGE_RECYCLE_USES = 50
 SYSTEM_CHROMIUMS = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 FIX = (
     "no Chromium found: set PIPELINE_BROWSER_EXECUTABLE to a Chromium binary, install one "
@@ -91,6 +92,7 @@ class BrowserSession:
         self._browser: Any = None
         self._contexts: dict[str, Any] = {}
         self._pages: dict[str, Any] = {}
+        self._uses: dict[str, int] = {}
 
     @property
     def started(self) -> bool:
@@ -122,16 +124,23 @@ class BrowserSession:
         return ctx
 
     def page(self, account: str, storage_state_path: str | Path) -> Any:
-        """The account's page, reused across posts; a crashed or closed page is replaced."""
+        """The account's page, reused across posts; a crashed or closed page is replaced, and a page is
+        recycled every PAGE_RECYCLE_USES uses so a renderer's heap cannot grow for weeks."""
         page = self._pages.get(account)
+        uses = self._uses.get(account, 0) + 1
+        if page is not None and not page.is_closed() and uses > PAGE_RECYCLE_USES:
+            page.close()
+            uses = 1
         if page is None or page.is_closed():
             page = self.context(account, storage_state_path).new_page()
             self._pages[account] = page
+        self._uses[account] = uses
         return page
 
     def reset_account(self, account: str) -> None:
         """Drop an account's context (after a crash or a new session file)."""
         self._pages.pop(account, None)
+        self._uses.pop(account, None)
         ctx = self._contexts.pop(account, None)
         if ctx is not None:
             try:

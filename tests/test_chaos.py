@@ -1,0 +1,146 @@
+"""The chaos harness: its checker on constructed histories (it must see what it claims to see), then a small
+real run of the pipeline under every fault kind, judged by the sandbox's ground truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench.chaos import ChaosConfig, check, failures_of, make_plan, run_side, scaled
+
+
+def tweet(tid: int, account: str, text: str, in_reply_to: int | None = None) -> dict[str, Any]:
+    return {"id": str(tid), "account": account, "text": text,
+            "in_reply_to": None if in_reply_to is None else str(in_reply_to)}
+
+
+def item(iid: int, parts: list[str], state: str = "posted", ids: list[int] | None = None,
+         account: str = "a", reason: str | None = None) -> dict[str, Any]:
+    return {"id": iid, "account": account, "parts": parts, "state": state,
+            "tweet_ids": [str(i) for i in (ids or [])], "reason": reason}
+
+
+def clean_history() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    items = [item(1, ["one"], ids=[10]), item(2, ["two, part 1", "two, part 2"], ids=[11, 12]),
+             item(3, ["three"], state="failed", reason="X rejected part 1: too long")]
+    truth = [tweet(10, "a", "one"), tweet(11, "a", "two, part 1"), tweet(12, "a", "two, part 2", in_reply_to=11)]
+    return items, truth
+
+
+def counts(items: list[dict[str, Any]], truth: list[dict[str, Any]]) -> dict[str, int]:
+    v = check(items, truth)
+    return {k: getattr(v, k) for k in ("duplicates", "lost", "false_failures", "missing_tweet_ids", "unexpected",
+                                       "unknown_left")}
+
+
+ZERO = {"duplicates": 0, "lost": 0, "false_failures": 0, "missing_tweet_ids": 0, "unexpected": 0, "unknown_left": 0}
+
+
+def test_a_clean_history_has_no_anomalies() -> None:
+    assert counts(*clean_history()) == ZERO
+
+
+def test_planted_duplicate_is_found_even_with_other_whitespace() -> None:
+    items, truth = clean_history()
+    truth.append(tweet(13, "a", "  one  "))  # the platform folds whitespace: the same post again
+    v = check(items, truth)
+    assert v.duplicates == 1 and v.details["duplicate_copies"] == 1 and v.details["duplicated_texts"][0]["tweet_ids"] == ["10", "13"]
+    assert v.unexpected == 0  # a duplicate is explained by its item; it is not "unexpected"
+
+
+def test_same_text_on_two_accounts_is_not_a_duplicate() -> None:
+    items, truth = clean_history()
+    items.append(item(4, ["one"], account="b", ids=[20]))
+    truth.append(tweet(20, "b", "one"))
+    assert counts(items, truth) == ZERO
+
+
+def test_planted_loss_is_found_by_id_set_even_when_counts_balance() -> None:
+    # Item 2 posted twice, item 4 never: the tweet count matches the expected count, the id sets do not.
+    items, truth = clean_history()
+    items = [*items[:2], item(4, ["four"], state="queued")]
+    truth.append(tweet(13, "a", "two, part 1"))
+    v = check(items, truth)
+    assert v.details["tweets_on_platform"] == v.details["tweets_expected"] == 4  # counts alone look fine
+    assert v.duplicates == 1 and v.lost == 1 and v.details["lost_ids"] == [4]
+
+
+def test_acknowledged_but_absent_is_lost_and_its_id_is_wrong() -> None:
+    items, truth = clean_history()
+    items.append(item(4, ["four"], ids=[99]))  # recorded posted, the platform has no such post
+    c = counts(items, truth)
+    assert c["lost"] == 1 and c["missing_tweet_ids"] == 1
+
+
+def test_terminal_with_a_reason_is_not_lost_but_without_one_it_is() -> None:
+    items, truth = clean_history()
+    items.append(item(4, ["four"], state="cancelled", reason="operator cancel"))
+    items.append(item(5, ["five"], state="failed", reason=None))
+    v = check(items, truth)
+    assert v.lost == 1 and v.details["lost_ids"] == [5]
+
+
+def test_planted_false_failure_is_found() -> None:
+    items, truth = clean_history()
+    truth.append(tweet(13, "a", "three"))  # "failed", yet X has it
+    c = counts(items, truth)
+    assert c["false_failures"] == 1 and c["lost"] == 0 and c["unexpected"] == 0
+
+
+def test_missing_and_wrong_tweet_ids_are_found() -> None:
+    items, truth = clean_history()
+    items[0]["tweet_ids"] = []  # posted without its id
+    items[1]["tweet_ids"] = ["12", "11"]  # ids swapped between parts
+    items.append(item(4, ["four"], state="queued"))  # on X, the database does not know: no id either
+    truth.append(tweet(14, "a", "four"))
+    v = check(items, truth)
+    assert v.missing_tweet_ids == 3 and v.details["missing_tweet_ids_ids"] == [1, 2, 4]
+    assert v.lost == 0  # item 4 is on the platform: not lost, but its id is missing
+
+
+def test_unexpected_posts_and_unclear_items_are_counted() -> None:
+    items, truth = clean_history()
+    truth.append(tweet(30, "a", "nobody asked for this"))
+    items.append(item(4, ["four"], state="unknown"))
+    items.append(item(5, ["five"], state="needs_review", reason="timeline unreadable"))
+    truth.append(tweet(31, "a", "four"))
+    c = counts(items, truth)
+    assert c["unexpected"] == 1 and c["unknown_left"] == 2 and c["lost"] == 0
+
+
+def test_broken_thread_chain_is_reported() -> None:
+    items, truth = clean_history()
+    truth[2]["in_reply_to"] = None  # part 2 posted, but not as a reply to part 1
+    assert check(items, truth).details["broken_threads"] == [2]
+
+
+def test_check_failures_name_every_problem() -> None:
+    metrics = {"duplicates": 1, "lost": 0, "false_failures": 2, "missing_tweet_ids": 0, "unexpected": 0,
+               "unknown_left": 0, "max_connections": 50}
+    assert failures_of(metrics, {"connection_bound": 45, "quiet": False}) == [
+        "duplicates=1", "false_failures=2", "max_connections=50 > bound 45", "queue not quiet before the limit"]
+
+
+def test_plan_is_seeded_and_texts_are_unique_per_account() -> None:
+    cfg = ChaosConfig(posts=50, seed=3, accounts=3)
+    plan = make_plan(cfg)
+    assert plan == make_plan(ChaosConfig(posts=50, seed=3, accounts=3))
+    keys = [(p.account, part) for p in plan for part in p.parts]
+    assert len(keys) == len(set(keys))
+    assert any(p.offset_s is None for p in plan) and any(len(p.parts) > 1 for p in plan)
+    assert scaled(cfg, 0).p_stall == 0 and scaled(cfg, 2).p_stall == min(1.0, 2 * cfg.p_stall)
+
+
+def test_small_chaos_run_the_pipeline_has_no_anomaly(tmp_path: Path) -> None:
+    """30 items, 2 accounts, 2 workers; every fault kind at once. Runs posting through run_posting directly
+    (the Dagster job costs seconds of start-up per run; `make chaos` runs the job)."""
+    cfg = ChaosConfig(posts=30, seed=11, accounts=2, workers=2, runner="python", spread_s=8.0, lease_s=30,
+                      nav_timeout_s=4.0, fault_limit_s=30.0, quiet_limit_s=50.0, p_session_expired=0.03,
+                      p_kill=0.2, p_kill_on_post=0.05)
+    result = run_side("pipeline", cfg, tmp_path / "chaos", log=lambda _m: None)
+    metrics, details = result["metrics"], result["details"]
+    assert failures_of(metrics, details) == [], (metrics, {k: details[k] for k in (
+        "states", "lost_ids", "missing_tweet_ids_ids", "false_failures_ids", "duplicated_texts", "unknown_left_ids",
+        "runs", "faults_by_kind")})
+    assert metrics["posts"] == 30 and details["tweets_on_platform"] == details["tweets_expected"]
+    assert metrics["faults"] > 0 and details["quiet"]
