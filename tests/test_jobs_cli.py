@@ -64,6 +64,7 @@ def dagster(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # a fresh venv and several Dagster processes: minutes on a busy 2-core machine
 def test_post_job_posts_due_items_and_a_past_partition_backfills(stack: tuple[World, dict[str, str]]) -> None:
     world, dagster_env = stack
     ids = [world.enqueue("alice", "Posted by dagster job execute"), world.enqueue("alice", "One", "Two")]

@@ -40,6 +40,7 @@ def wait_for(url: str, timeout_s: float) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # a fresh venv and several Dagster processes: minutes on a busy 2-core machine
 def test_make_ui_shows_the_asset_graph_with_checks(tmp_path: Path, browser_session: BrowserSession) -> None:
     ui_port, sandbox_port = free_port(), free_port()
     home = tmp_path / "dagster_home"
