@@ -36,6 +36,7 @@ class FaultProxy:
                 continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
+                upstream.settimeout(None)  # the 5 s is for connecting; a slow answer must not end the pair
             except OSError:
                 client.close()
                 continue
@@ -56,7 +57,13 @@ class FaultProxy:
         except OSError:
             pass
         finally:
+            # Shut down before closing: close() alone leaves the other pipe thread blocked in recv() on the
+            # same socket, so the peer never sees EOF and a client without a statement timeout waits forever.
             for sock in (src, dst):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
                 try:
                     sock.close()
                 except OSError:
