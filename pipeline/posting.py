@@ -253,8 +253,9 @@ class AccountPoster:
             else:
                 self.report.requeued += 1
         else:  # rate limit, auth, automation block, UI change: the account's problem, not the item's
-            delay = max(0.0, (reset_at - datetime.now(UTC)).total_seconds()) if reset_at else 0.0
-            queue.requeue(self.engine, item.id, attempt_id, str(cls), str(exc), delay_s=delay, penalise=False)
+            # Due again at once: the breaker (on the database clock) holds the account until X's reset. A delay
+            # computed here from this process's clock would be off by its skew (300 s late for a clock 5 min slow).
+            queue.requeue(self.engine, item.id, attempt_id, str(cls), str(exc), delay_s=0.0, penalise=False)
             self.report.requeued += 1
         if policy.alert:
             fix = (f"log in again with `pipeline login --account {self.handle}`" if cls == ErrorClass.AUTH
@@ -289,7 +290,7 @@ class AccountPoster:
             self._timeline = None
             posts = self.timeline()
         except XError as exc:
-            checks = queue.note_absent(self.engine, item.id, self.worker) if item.lease_owner == self.worker else 0
+            checks = queue.note_absent(self.engine, item.id, self.worker).checks if item.lease_owner == self.worker else 0
             self.event("reconcile_unreadable", logging.WARNING, error=str(exc), **fields)
             if checks >= MAX_UNCLEAR_CHECKS:
                 queue.needs_review(self.engine, item.id, None, "unknown", f"timeline unreadable: {exc}")
@@ -327,10 +328,9 @@ class AccountPoster:
     def _absent(self, item: queue.Item) -> None:
         """Not on the timeline. Re-queue only after two checks a settle window apart (late commits)."""
         settle = timedelta(seconds=self.settings.reconcile_settle_s)
-        previous = item.last_checked_at
-        checks = queue.note_absent(self.engine, item.id, self.worker)
-        now = datetime.now(UTC)
-        if checks >= 2 and previous is not None and now - previous >= settle:
+        check = queue.note_absent(self.engine, item.id, self.worker)
+        checks = check.checks
+        if checks >= 2 and check.since_previous is not None and check.since_previous >= settle:
             queue.requeue(self.engine, item.id, None, "unknown", "absent from the timeline on two checks",
                           penalise=True, max_failures=self.settings.max_attempts)
             self.report.requeued += 1

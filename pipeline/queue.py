@@ -437,13 +437,25 @@ def cancel(engine: Engine, item_id: int) -> bool:
         ).rowcount)
 
 
-def note_absent(engine: Engine, item_id: int, worker: str) -> int:
-    """Reconciliation looked and did not find the post; returns how many checks have now missed it."""
+@dataclass(frozen=True)
+class AbsentCheck:
+    """One missed reconciliation check: how many have missed, and how long since the previous one (DB clock)."""
+
+    checks: int
+    since_previous: timedelta | None
+
+
+def note_absent(engine: Engine, item_id: int, worker: str) -> AbsentCheck:
+    """Reconciliation looked and did not find the post. The gap since the previous check is measured on the
+    database clock, never this process's: a worker whose clock runs fast must not skip the settle window."""
     with transaction(engine) as conn:
+        previous = conn.execute(sa.select(items.c.last_checked_at).where(items.c.id == item_id)).scalar()
+        now = db_now(conn)
         conn.execute(items.update().where(items.c.id == item_id, items.c.lease_owner == worker).values(
-            unknown_checks=items.c.unknown_checks + 1, last_checked_at=db_now(conn), updated_at=now_sql(conn),
+            unknown_checks=items.c.unknown_checks + 1, last_checked_at=now, updated_at=now_sql(conn),
         ))
-        return conn.execute(sa.select(items.c.unknown_checks).where(items.c.id == item_id)).scalar_one()
+        checks = conn.execute(sa.select(items.c.unknown_checks).where(items.c.id == item_id)).scalar_one()
+        return AbsentCheck(checks, None if previous is None else now - previous)
 
 
 # --------------------------------------------------------------------------- reading

@@ -11,12 +11,13 @@ import sys
 import textwrap
 import threading
 import time
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pipeline import queue
+from pipeline import posting, queue
 from pipeline.breaker import Breaker
 from pipeline.posting import ConfirmationJournalled, journal_for
 from sandbox.dbproxy import FaultProxy
@@ -94,6 +95,29 @@ def test_rate_limit_opens_the_breaker_until_reset_then_posting_resumes_by_itself
     world.post()
     assert item(world, item_id).state == "posted" and len(world.truth()) == 1
     assert Breaker(world.engine).status("alice")[0]["state"] == "closed"
+
+
+def test_rate_limit_on_a_worker_whose_clock_is_five_minutes_slow_does_not_park_the_item(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chaos harness found this: the item's delay came from the worker's own clock, so a slow clock parked
+    it five minutes past X's reset. The breaker (on the database clock) alone decides when to resume."""
+
+    class SlowClock(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> datetime:  # type: ignore[override]
+            return datetime.now(tz) - timedelta(minutes=5)
+
+    monkeypatch.setattr(posting, "datetime", SlowClock)
+    world.sandbox.set_faults({"rate_limit": {"p": 1.0, "reset_s": 2}})
+    item_id = world.enqueue("alice", "Posted right after the reset")
+    world.post()
+    world.sandbox.clear_faults()
+    assert item(world, item_id).scheduled_at <= world.now()  # due again at once; the breaker holds the account
+    status = Breaker(world.engine).status("alice")[0]
+    time.sleep(max(0.0, (status["open_until"] - world.now()).total_seconds()) + 0.2)
+    world.post()  # no make_due(): nothing but the breaker stood in the way
+    assert item(world, item_id).state == "posted" and len(world.truth()) == 1
 
 
 def test_expired_session_forces_the_breaker_open_alerts_and_resumes_after_login(world: World) -> None:

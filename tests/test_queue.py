@@ -282,3 +282,20 @@ def test_pool_never_exceeds_its_bound_and_returns_every_connection(pg_url: str) 
     assert 0 < peak <= 5
     assert engine.pool.checkedout() == 0
     dispose_engines()
+
+
+def test_settle_gap_between_absent_checks_is_measured_on_the_database_clock(db_url: str, alice: str) -> None:
+    """A worker whose own clock runs fast must not see two checks milliseconds apart as a settled window."""
+    engine = get_engine(db_url)
+    item_id = _enqueue_at(engine, "maybe posted", INSTANT - timedelta(minutes=1))
+    checks = []
+    for instant in (INSTANT, INSTANT + timedelta(seconds=7)):
+        frozen = frozen_engine(db_url, instant)
+        try:
+            q.claim(frozen, alice, worker="w", states=(s.QUEUED,))
+            checks.append(q.note_absent(frozen, item_id, "w"))
+            q.release(frozen, item_id, "w")
+        finally:
+            frozen.dispose()
+    assert checks[0] == q.AbsentCheck(1, None)
+    assert checks[1] == q.AbsentCheck(2, timedelta(seconds=7))  # the DB clock's gap, not the worker's
