@@ -542,6 +542,7 @@ class Operator:
         self.lock = threading.Lock()
         self.pending: dict[str, float] = {}
         self.steps: list[dict[str, Any]] = []
+        self.t0 = time.monotonic()  # the side's start of faults (set by the runner): at_s counts from it
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="operator")
         self._thread.start()
@@ -562,7 +563,7 @@ class Operator:
             for handle in due:
                 write_secret_file(self.paths[handle], self.admin.create_account(handle))
                 self.steps.append({"account": handle, "action": "re-login: new session file written",
-                                   "at_s": round(now, 1)})
+                                   "at_s": round(now - self.t0, 1)})
 
     def close(self) -> None:
         self._stop.set()
@@ -831,6 +832,26 @@ class SideRunner:
                 self.kill(self.kill_rng.choice(live), "sigkill_after_post")
         return bool(live)
 
+    def diagnose(self, w: Worker) -> None:
+        """Before the watchdog kills a run: its threads' stacks (faulthandler, SIGUSR1) and the database's view
+        of every session, appended to the run's log."""
+        import sqlalchemy as sa
+
+        try:
+            os.kill(w.proc.pid, signal.SIGUSR1)
+        except ProcessLookupError:
+            return
+        time.sleep(1.0)
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(sa.text(
+                    "SELECT pid, application_name, state, wait_event_type, wait_event, now() - xact_start, "
+                    "left(query, 120) FROM pg_stat_activity WHERE datname = :d"), {"d": self.db_name}).all()
+            with open(w.log_path, "a") as fh:
+                fh.write("\n[watchdog] pg_stat_activity:\n" + "\n".join(map(str, rows)) + "\n")
+        except Exception:  # noqa: BLE001 - diagnostics must never stop the run
+            pass
+
     def reap(self) -> None:
         now = time.monotonic()
         for w in list(self.workers):
@@ -839,8 +860,7 @@ class SideRunner:
                 if self.chaos and w.spec.kill_after_s is not None and now - w.started >= w.spec.kill_after_s:
                     self.kill(w, "sigkill")
                 elif now - w.started >= self.cfg.run_limit_s and not w.killed:
-                    os.kill(w.proc.pid, signal.SIGUSR1)  # faulthandler: every thread's stack into the run's log
-                    time.sleep(1.0)
+                    self.diagnose(w)
                     self.kill(w, "watchdog_kill")
                 continue
             self.runs[w.killed or ("exit_0" if rc == 0 else f"exit_{rc}")] += 1
@@ -885,7 +905,7 @@ class SideRunner:
             self._stop_sampling = threading.Event()
             sampler = threading.Thread(target=self._sampler, daemon=True, name="pg-sampler")
             sampler.start()
-            t0 = self.t0 = time.monotonic()
+            t0 = self.t0 = self.operator.t0 = time.monotonic()
             self.log(f"[{self.side}] {len(self.plan)} items enqueued; faults on (setup {t0 - t_setup:.1f}s)")
             chaos, t_calm, quiet_at, last_report, tap_at_calm = True, None, None, t0, None
             last_progress, progressed_at, launched_at = -1, t0, 0.0

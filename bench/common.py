@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 
 def write_result(name: str, payload: dict[str, Any], table: str) -> None:
+    """Also records the load average at the end: a tail latency means little without it."""
+    payload.setdefault("load_average", [round(x, 2) for x in os.getloadavg()])
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
     (RESULTS / f"{name}.md").write_text(table + "\n")
