@@ -85,6 +85,7 @@ class Decision:
     state: str
     reason: str
     retry_at: datetime | None = None
+    probe: datetime | None = None  # set when this caller holds the half-open probe: its deadline, its key
 
 
 @dataclass(frozen=True)
@@ -244,7 +245,7 @@ class Breaker:
                     return Decision(False, OPEN, row.reason or "open", row.open_until)
                 reason = f"break over; one probe allowed until {deadline.isoformat()}"
                 if self._move(tx, row, HALF_OPEN, reason, probe_deadline=deadline):
-                    return Decision(True, HALF_OPEN, "half-open probe")
+                    return Decision(True, HALF_OPEN, "half-open probe", probe=deadline)
                 return Decision(False, OPEN, "another process is taking the probe", deadline)
             if row.state == HALF_OPEN:
                 if row.probe_deadline is not None and tx.now < row.probe_deadline:
@@ -257,7 +258,7 @@ class Breaker:
                 else:
                     ok = self._claim_probe(tx, row, deadline)
                 if ok:
-                    return Decision(True, HALF_OPEN, "half-open probe")
+                    return Decision(True, HALF_OPEN, "half-open probe", probe=deadline)
                 return Decision(False, HALF_OPEN, "another process took the probe", deadline)
             return Decision(False, row.state, f"unrecognised breaker state {row.state!r}; reset it", None)
 
@@ -337,14 +338,25 @@ class Breaker:
         if row is None:
             return CLOSED
         if row.state == HALF_OPEN and row.probe_deadline is not None:
-            c = breaker_state.c
-            tx.conn.execute(breaker_state.update()
-                            .where(c.account == account, c.state == HALF_OPEN,
-                                   c.probe_deadline == row.probe_deadline)
-                            .values(probe_deadline=None, updated_at=tx.now))
-            tx.logs.append((logging.INFO, f"breaker {account}: probe ended {cls.value} (not counted); "
-                                          "probe slot released"))
+            self._free_probe(tx, account, row.probe_deadline, f"probe ended {cls.value} (not counted)")
         return row.state
+
+    def release_probe(self, account: str, decision: Decision) -> bool:
+        """Give back a probe that was never used (nothing was due). Without this the slot stays taken until
+        its deadline, and the account posts nothing for minutes. Only the holder's own probe is freed."""
+        if decision.probe is None:
+            return False
+        with self._tx() as tx:
+            return self._free_probe(tx, account, decision.probe, "probe unused (nothing to post)")
+
+    def _free_probe(self, tx: _Tx, account: str, deadline: datetime, why: str) -> bool:
+        c = breaker_state.c
+        freed = tx.conn.execute(breaker_state.update()
+                                .where(c.account == account, c.state == HALF_OPEN, c.probe_deadline == deadline)
+                                .values(probe_deadline=None, updated_at=tx.now)).rowcount == 1
+        if freed:
+            tx.logs.append((logging.INFO, f"breaker {account}: {why}; probe slot released"))
+        return freed
 
     def _rate_limit_until(self, now: datetime, reset_at: datetime | None) -> datetime:
         if reset_at is None:

@@ -154,6 +154,7 @@ class AccountPoster:
                 break
             item = queue.claim(self.engine, self.handle, self.settings.lease_s, self.worker)
             if item is None:
+                self._breaker_call(self.breaker.release_probe, self.handle, decision)
                 break
             budget -= 1
             if not self.post_item(item):

@@ -360,7 +360,8 @@ def confirm_part(engine: Engine, item_id: int, part_index: int, tweet_id: str, a
             sa.select(sa.func.count()).select_from(s.tweets).where(s.tweets.c.item_id == item_id)
         ).scalar_one()
         done = posted_parts >= len(item.parts)
-        values: dict[str, Any] = {"updated_at": now, "unknown_checks": 0}
+        # Progress resets the failure count: a thread must not go to review for failures spread over its parts.
+        values: dict[str, Any] = {"updated_at": now, "unknown_checks": 0, "failures": 0}
         if done:
             values.update(state=s.POSTED, posted_at=now, lease_owner=None, lease_expires_at=None,
                           error_class=None, last_error=None)

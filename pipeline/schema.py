@@ -86,7 +86,7 @@ content_items = sa.Table(
     sa.Column("lease_owner", sa.String(128)),
     sa.Column("lease_expires_at", UtcDateTime),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),  # tries started (intents written)
-    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),  # tries that count toward max_attempts
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),  # failed tries since the last confirmed part (toward max_attempts)
     sa.Column("unknown_checks", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_checked_at", UtcDateTime),
     sa.Column("error_class", sa.String(32)),

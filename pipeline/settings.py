@@ -53,7 +53,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("reconcile_settle_s", float, 20.0, "An unknown post must be absent on two timeline checks this far apart before it is re-queued"),
     Setting("lease_s", int, 300, "How long a claimed item belongs to one worker"),
     Setting("run_budget", int, 50, "Most posts one post_job run makes per account"),
-    Setting("max_attempts", int, 5, "Transient failures before an item goes to needs_review"),
+    Setting("max_attempts", int, 8, "Failed tries in a row of one part (no progress) before an item goes to needs_review"),
     Setting("log_format", str, "text", "text or json (JSON lines with item, attempt, account, error class)"),
     Setting("drafts_dir", str, "", "Folder of drafts (Markdown or JSON lines); empty means the shipped sample library"),
     Setting("llm_base_url", str, "", "OpenAI-compatible chat-completions base URL; empty means the drafts generator"),

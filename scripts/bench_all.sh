@@ -9,5 +9,5 @@ $PY bench/queue.py
 $PY bench/posting.py
 $PY bench/checks.py
 $PY bench/learning.py
-$PY bench/chaos.py --posts 1000 --seed 11 --json bench/results/chaos-1000.json
+$PY bench/chaos.py --posts 1000 --seed 11 --time-budget 0 --fault-limit 1800 --check --json bench/results/chaos-1000.json
 echo "results: bench/results/*.md"

@@ -292,6 +292,24 @@ def test_ignored_probe_outcome_releases_the_slot(breaker: Breaker, clock: FakeCl
     assert not breaker.allow(ACCT).allowed
 
 
+def test_unused_probe_is_given_back_and_only_by_its_holder(breaker: Breaker, clock: FakeClock) -> None:
+    """A worker that took the probe but found nothing due must not hold the account for the probe deadline
+    (the 1,000-post chaos run lost minutes of posting per account this way)."""
+    trip(breaker)
+    clock.advance(60)
+    first = breaker.allow(ACCT)
+    assert first.allowed and first.probe is not None
+    assert breaker.release_probe(ACCT, first)
+    clock.advance(1)
+    second = breaker.allow(ACCT)  # a second later, not 120 s later
+    assert second.allowed and second.probe is not None
+    assert not breaker.release_probe(ACCT, first)  # a stale holder cannot free the new probe
+    assert not breaker.allow(ACCT).allowed
+    assert not breaker.release_probe(ACCT, breaker.allow(ACCT))  # nothing to give back without a probe
+    breaker.record_success(ACCT)
+    assert state_of(breaker)["state"] == CLOSED
+
+
 def test_late_reports_while_open_do_not_move_the_break(breaker: Breaker, clock: FakeClock) -> None:
     trip(breaker)
     until = state_of(breaker)["open_until"]

@@ -299,3 +299,18 @@ def test_settle_gap_between_absent_checks_is_measured_on_the_database_clock(db_u
             frozen.dispose()
     assert checks[0] == q.AbsentCheck(1, None)
     assert checks[1] == q.AbsentCheck(2, timedelta(seconds=7))  # the DB clock's gap, not the worker's
+
+
+def test_failures_spread_over_a_threads_parts_do_not_send_it_to_review(engine: sa.Engine, alice: str) -> None:
+    """The 1,000-post chaos run parked a half-posted thread this way: the limit is per part, without progress."""
+    item_id = q.enqueue(engine, [(make_draft("alice", ["one", "two", "three"]), None)])[0]
+    for part in range(3):
+        for _ in range(2):  # two failures on every part: six in all, the limit is three in a row
+            q.claim(engine, alice, worker="w")
+            state = q.requeue(engine, item_id, q.start_attempt(engine, item_id, part, "w"), "transient", "5xx",
+                              max_failures=3)
+            assert state == s.QUEUED
+        q.claim(engine, alice, worker="w")
+        q.confirm_part(engine, item_id, part, f"100000000000000000{part}", q.start_attempt(engine, item_id, part, "w"))
+    final = q.get_item(engine, item_id)
+    assert final.state == s.POSTED and final.failures == 0
