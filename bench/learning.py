@@ -4,7 +4,7 @@
 
 What is measured (median of --repeat runs, wall clock):
 - sql_load: `learning.latest_snapshots(engine)` on a real SQLite file (WAL, the app's own engine and migrated
-  schema): the latest snapshot per tweet in SQL, the join with tweets/content_items/accounts, the fetch, and
+  schema): the snapshots marked latest (metric_snapshots.is_latest), the join with tweets/content_items, the fetch, and
   the DataFrame with parsed UTC times and account-local hours. With --postgres the same on a throwaway
   PostgreSQL database (loaded with COPY).
 - pandas_step: `performance_table` + `topic_weights` + `markdown_table` on that frame.
@@ -94,6 +94,7 @@ def synthetic(n_snapshots: int, seed: int = 1) -> dict[str, pd.DataFrame]:
             "quotes": likes // 50, "bookmarks": likes // 15, "views": views,
         }))
     snaps = pd.concat(frames, ignore_index=True).sort_values("captured_us", kind="stable").head(n_snapshots)
+    snaps["is_latest"] = ~snaps.duplicated("tweet_id", keep="last")  # what metrics.record_snapshot keeps
     return {"items": items, "tweets": tweets, "snapshots": snaps.reset_index(drop=True)}
 
 
@@ -123,10 +124,11 @@ def load_sqlite(path: Path, data: dict[str, pd.DataFrame]) -> None:
         )
         con.executemany(
             "INSERT INTO metric_snapshots (tweet_id, item_id, account, captured_at, age_label, likes, retweets, "
-            "replies, quotes, bookmarks, views) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "replies, quotes, bookmarks, views, is_latest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             zip(snaps["tweet_id"], snaps["item_id"].tolist(), snaps["account"], _ts(snaps["captured_us"].to_numpy()),
                 snaps["age_label"], snaps["likes"].tolist(), snaps["retweets"].tolist(), snaps["replies"].tolist(),
-                snaps["quotes"].tolist(), snaps["bookmarks"].tolist(), snaps["views"].tolist(), strict=True),
+                snaps["quotes"].tolist(), snaps["bookmarks"].tolist(), snaps["views"].tolist(),
+                snaps["is_latest"].astype(int).tolist(), strict=True),
         )
     con.execute("ANALYZE")
     con.close()
@@ -155,10 +157,10 @@ def load_postgres(url: str, data: dict[str, pd.DataFrame]) -> None:
          pd.DataFrame({"tweet_id": tweets["tweet_id"], "item_id": tweets["item_id"], "part_index": 0,
                        "account": tweets["account"], "text": "x", "posted_at": iso(tweets["posted_us"])})),
         ("metric_snapshots (tweet_id, item_id, account, captured_at, age_label, likes, retweets, replies, quotes, "
-         "bookmarks, views)",
+         "bookmarks, views, is_latest)",
          snaps.assign(captured_at=iso(snaps["captured_us"]))[[
              "tweet_id", "item_id", "account", "captured_at", "age_label", "likes", "retweets", "replies", "quotes",
-             "bookmarks", "views"]]),
+             "bookmarks", "views", "is_latest"]]),
     ]
     raw = engine.raw_connection()
     try:

@@ -37,46 +37,27 @@ TABLE_COLUMNS = [
     "dimension", "value", "posts", "views", "engagements", "rate", "alpha", "beta", "smoothed_rate", "sd",
 ]
 
-# The latest snapshot per tweet. Driving from `tweets` and seeking the (tweet_id, captured_at) index once per
-# tweet reads ~1/3 of the snapshot rows (ages 1h/24h/7d) instead of grouping all of them; on PostgreSQL
-# DISTINCT ON over the same order lets the planner pick a sort or the index.
-_COLUMNS = """
-t.tweet_id, t.item_id, t.account, {captured_at}, m.age_label,
-m.likes, m.retweets, m.replies, m.quotes, m.bookmarks, m.views,
-{posted_at}, c.topic, c.format
-"""
-_PLAIN = _COLUMNS.format(captured_at="m.captured_at", posted_at="t.posted_at")
-# As UTC text in SQLite's storage format whatever the session time zone, so one parser reads both.
-_PG_UTC = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
-_PG = _COLUMNS.format(captured_at=_PG_UTC.format("m.captured_at"), posted_at=_PG_UTC.format("t.posted_at"))
-_LATEST_SQL = {
-    "sqlite": f"""
-SELECT {_PLAIN} FROM tweets t
-JOIN metric_snapshots m ON m.id = (
-  SELECT s.id FROM metric_snapshots s WHERE s.tweet_id = t.tweet_id ORDER BY s.captured_at DESC, s.id DESC LIMIT 1)
-JOIN content_items c ON c.id = t.item_id
-""",
-    "postgresql": f"""
-SELECT {_PG} FROM (
-  SELECT DISTINCT ON (tweet_id) * FROM metric_snapshots ORDER BY tweet_id, captured_at DESC, id DESC
-) m
+# The latest snapshot per tweet is marked when it is recorded (`metric_snapshots.is_latest`, at most one per
+# tweet by a partial unique index), so this is a plain join over ~1/3 of the snapshot rows on both databases.
+# PostgreSQL sends its timestamps as epoch microseconds (cheap to print and to parse); SQLite stores UTC text.
+_LATEST_SQL = """
+SELECT t.tweet_id, t.item_id, t.account, {captured_at}, m.age_label,
+       m.likes, m.retweets, m.replies, m.quotes, m.bookmarks, m.views,
+       {posted_at}, c.topic, c.format
+FROM metric_snapshots m
 JOIN tweets t ON t.tweet_id = m.tweet_id
 JOIN content_items c ON c.id = t.item_id
-""",
-}
-_LATEST_SQL_GENERIC = f"""
-SELECT {_PLAIN} FROM (
-  SELECT r.*, ROW_NUMBER() OVER (PARTITION BY tweet_id ORDER BY captured_at DESC, id DESC) AS rn
-  FROM metric_snapshots r
-) m
-JOIN tweets t ON t.tweet_id = m.tweet_id
-JOIN content_items c ON c.id = t.item_id
-WHERE m.rn = 1
+WHERE m.is_latest
 """
+_PG_EPOCH_US = "(extract(epoch FROM {}) * 1000000)::bigint"
+_LATEST_SQL_PG = _LATEST_SQL.format(captured_at=_PG_EPOCH_US.format("m.captured_at"),
+                                    posted_at=_PG_EPOCH_US.format("t.posted_at"))
+_LATEST_SQL_TEXT = _LATEST_SQL.format(captured_at="m.captured_at", posted_at="t.posted_at")
 # Only what learning needs: at 1M snapshots every extra column costs ~0.1 s (SQLite decode + a Python object).
 _FETCHED = ["tweet_id", "item_id", "account", "captured_at", "age_label", *ENGAGEMENT_COLUMNS, "views",
             "posted_at", "topic", "format"]
 _INTS = ["item_id", *ENGAGEMENT_COLUMNS, "views"]
+_TIMES = ["captured_at", "posted_at"]
 _ROW_DTYPE = np.dtype([(name, "i8" if name in _INTS else "O") for name in _FETCHED])
 
 
@@ -94,7 +75,7 @@ def latest_snapshots(engine: Engine) -> pd.DataFrame:
     if engine.dialect.name == "postgresql":
         df = _read_postgres(engine)
     else:
-        df = _read_rows(engine, _LATEST_SQL.get(engine.dialect.name, _LATEST_SQL_GENERIC))
+        df = _read_rows(engine, _LATEST_SQL_TEXT)
     return _finish_latest(df, timezones)
 
 
@@ -126,7 +107,7 @@ def _read_postgres(engine: Engine) -> pd.DataFrame:
     buf = io.StringIO()
     try:
         cursor = raw.cursor()
-        cursor.copy_expert(f"COPY ({_LATEST_SQL['postgresql']}) TO STDOUT WITH (FORMAT csv)", buf)
+        cursor.copy_expert(f"COPY ({_LATEST_SQL_PG}) TO STDOUT WITH (FORMAT csv)", buf)
         cursor.close()
         raw.commit()
     finally:
@@ -134,13 +115,13 @@ def _read_postgres(engine: Engine) -> pd.DataFrame:
     buf.seek(0)
     if not buf.getvalue():
         return pd.DataFrame(columns=_FETCHED)
-    dtypes = {c: "str" for c in _FETCHED if c not in _INTS}
+    dtypes = {c: "str" for c in _FETCHED if c not in _INTS and c not in _TIMES}
     return pd.read_csv(buf, names=_FETCHED, header=None, dtype=dtypes, keep_default_na=False,
                        na_values={"topic": [""], "format": [""]})
 
 
 def _finish_latest(df: pd.DataFrame, timezones: dict[str, str]) -> pd.DataFrame:
-    for col in ("captured_at", "posted_at"):
+    for col in _TIMES:
         df[col] = _utc(df[col])
     for col in _INTS:
         df[col] = pd.to_numeric(df[col], errors="coerce").fillna(0).astype("int64")
@@ -150,7 +131,9 @@ def _finish_latest(df: pd.DataFrame, timezones: dict[str, str]) -> pd.DataFrame:
 
 
 def _utc(col: pd.Series) -> pd.Series:
-    """SQLite hands back 'YYYY-MM-DD HH:MM:SS.ffffff' strings (stored UTC); PostgreSQL aware datetimes."""
+    """SQLite hands back 'YYYY-MM-DD HH:MM:SS.ffffff' strings (stored UTC); PostgreSQL's COPY epoch microseconds."""
+    if pd.api.types.is_integer_dtype(col.dtype):
+        return pd.to_datetime(col, unit="us", utc=True)
     if len(col) and isinstance(col.iloc[0], str):
         parsed = pd.to_datetime(col, format="%Y-%m-%d %H:%M:%S.%f", utc=True, errors="coerce")
         if parsed.isna().sum() > col.isna().sum():  # another driver's text form: slower, general parser

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -94,6 +95,9 @@ def due_snapshots(engine: Engine, ages: list[tuple[str, timedelta]], day: date |
     return due[:limit], skipped + max(0, len(due) - limit)
 
 
+SNAPSHOT_COUNTS = ("likes", "retweets", "replies", "quotes", "bookmarks", "views")
+
+
 def collect_metrics(engine: Engine, settings: Settings, browser: BrowserSession, day: date | None = None,
                     alerts: Any = None) -> MetricsReport:
     """Snapshot engagement for due tweets, per account, skipping accounts whose breaker is forced open."""
@@ -121,14 +125,27 @@ def collect_metrics(engine: Engine, settings: Settings, browser: BrowserSession,
                 blocked.add(d.account)
             continue
         with transaction(engine) as conn:
-            exists = conn.execute(sa.select(s.metric_snapshots.c.id).where(
-                s.metric_snapshots.c.tweet_id == d.tweet_id, s.metric_snapshots.c.age_label == d.label)).first()
-            if exists is None:
-                conn.execute(s.metric_snapshots.insert().values(
-                    tweet_id=d.tweet_id, item_id=d.item_id, account=d.account, captured_at=db_now(conn),
-                    age_label=d.label, likes=counts.likes, retweets=counts.retweets, replies=counts.replies,
-                    quotes=counts.quotes, bookmarks=counts.bookmarks, views=counts.views,
-                ))
+            if record_snapshot(conn, d.tweet_id, d.item_id, d.account, d.label, db_now(conn), asdict(counts)):
                 report.snapshots += 1
         log_event(log, "metrics_snapshot", account=d.account, tweet_id=d.tweet_id, label=d.label)
     return report
+
+
+def record_snapshot(conn: sa.Connection, tweet_id: str, item_id: int, account: str, label: str,
+                    captured_at: datetime, counts: Mapping[str, int]) -> bool:
+    """Store one snapshot (once per tweet and age) and keep `is_latest` on the tweet's newest by captured_at,
+    so learning reads those rows directly. Returns False when that age was already recorded. The database
+    refuses a second latest row per tweet (a partial unique index), so a race fails loudly, never silently."""
+    m = s.metric_snapshots.c
+    if conn.execute(sa.select(m.id).where(m.tweet_id == tweet_id, m.age_label == label)).first() is not None:
+        return False
+    current = conn.execute(sa.select(m.id, m.captured_at).where(m.tweet_id == tweet_id, m.is_latest)).first()
+    newest = current is None or captured_at >= current.captured_at
+    if newest and current is not None:
+        conn.execute(s.metric_snapshots.update().where(m.id == current.id).values(is_latest=False))
+    conn.execute(s.metric_snapshots.insert().values(
+        tweet_id=tweet_id, item_id=item_id, account=account, captured_at=captured_at, age_label=label,
+        is_latest=newest, **{k: int(counts.get(k, 0)) for k in SNAPSHOT_COUNTS},
+    ))
+    return True
+

@@ -26,16 +26,16 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(_config()).get_current_head() or ""
 
 
-def upgrade(engine: Engine) -> str:
-    """Apply every pending migration; returns the revision the database is now at."""
+def upgrade(engine: Engine, revision: str = "head") -> str:
+    """Apply pending migrations up to `revision` (tests stop earlier to check a data migration)."""
     cfg = _config()
     try:
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, revision)
     except sa.exc.OperationalError as exc:
         raise DatabaseError(describe_operational_error(exc)) from exc
-    return head_revision()
+    return head_revision() if revision == "head" else revision
 
 
 def current_revision(engine: Engine) -> str | None:

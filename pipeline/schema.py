@@ -167,8 +167,13 @@ metric_snapshots = sa.Table(
     sa.Column("quotes", sa.Integer, nullable=False, server_default="0"),
     sa.Column("bookmarks", sa.Integer, nullable=False),
     sa.Column("views", sa.Integer, nullable=False),
+    # The newest snapshot of its tweet (by captured_at): learning reads only these rows, ~1/3 of the table,
+    # instead of finding the newest per tweet on every run. At most one per tweet, enforced below.
+    sa.Column("is_latest", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("tweet_id", "age_label"),
     sa.Index("ix_metric_snapshots_tweet_captured", "tweet_id", "captured_at"),
+    sa.Index("uq_metric_snapshots_latest", "tweet_id", unique=True, sqlite_where=sa.text("is_latest"),
+             postgresql_where=sa.text("is_latest")),
 )
 
 breaker_state = sa.Table(

@@ -20,6 +20,7 @@ from pipeline.learning import (
     thompson_choice,
     topic_weights,
 )
+from pipeline.metrics import record_snapshot
 
 T0 = datetime(2026, 3, 28, 23, 30, tzinfo=UTC)  # 19:30 in New York; London changes to BST hours later
 
@@ -37,11 +38,7 @@ def _post(conn: sa.Connection, item_id: int, account: str, topic: str | None, fm
 
 def _snap(conn: sa.Connection, tweet_id: str, item_id: int, account: str, at: datetime, label: str,
           likes: int, views: int, **more: int) -> None:
-    conn.execute(s.metric_snapshots.insert().values(
-        tweet_id=tweet_id, item_id=item_id, account=account, captured_at=at, age_label=label, likes=likes,
-        retweets=more.get("retweets", 0), replies=more.get("replies", 0), quotes=more.get("quotes", 0),
-        bookmarks=more.get("bookmarks", 0), views=views,
-    ))
+    record_snapshot(conn, tweet_id, item_id, account, label, at, {"likes": likes, "views": views, **more})
 
 
 def test_latest_snapshots_takes_the_newest_per_tweet_with_topic_and_local_hour(engine: sa.Engine) -> None:
