@@ -61,14 +61,12 @@ import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
-import re  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-import unicodedata  # noqa: E402
 from collections import Counter  # noqa: E402
 from collections.abc import Callable, Iterable  # noqa: E402
 from dataclasses import asdict, dataclass, field, fields  # noqa: E402
@@ -222,12 +220,11 @@ def make_plan(cfg: ChaosConfig) -> list[PlanItem]:
 TERMINAL_WITH_REASON = ("failed", "cancelled", "needs_review")
 UNCLEAR = ("unknown", "needs_review")
 NOT_QUIET = ("queued", "claimed", "posting", "unknown", "pending")
-_SPACE = re.compile(r"\s+")
-
-
 def norm(text: str) -> str:
-    """How the platform compares texts (sandbox.state.normalise): NFC, whitespace folded, trimmed."""
-    return _SPACE.sub(" ", unicodedata.normalize("NFC", text)).strip()
+    """How the platform compares texts: the sandbox's own rule, so the checker and X's stand-in never disagree."""
+    from sandbox.state import normalise
+
+    return normalise(text)
 
 
 @dataclass

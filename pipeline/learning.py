@@ -85,7 +85,7 @@ def _read_rows(engine: Engine, sql: str) -> pd.DataFrame:
         sqlite = engine.dialect.name == "sqlite"
         cursor = raw.cursor()
         try:
-            if sqlite:  # memory-mapped reads: the index seeks touch pages all over the file
+            if sqlite:  # memory-mapped reads for this one large scan; switched off again below
                 cursor.execute("PRAGMA mmap_size=1073741824")
             cursor.execute(sql)
             rows = cursor.fetchall()
