@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+from playwright.sync_api import expect
 
 from sandbox.app import create_app, is_loopback
 from sandbox.client import SandboxAdmin, SandboxAdminError
@@ -25,6 +26,11 @@ from sandbox.state import Store
 
 HANDLE = "alice"
 ID_RE = re.compile(r"^[0-9]{19}$")
+
+
+def toast(page: Any) -> Any:
+    """The error toast. Assertions on it auto-wait: the page writes it a moment after the response arrives."""
+    return page.locator('[aria-live="assertive"]')
 
 
 def is_create(resp: Any) -> bool:
@@ -171,7 +177,7 @@ def test_reply_from_status_page_and_to_a_missing_tweet(page: Any, sandbox: Sandb
     page.goto(sandbox.url + "/compose/post?in_reply_to=1234567890123456789")
     missing = compose_inline(page, "Reply to nothing", button="tweetButton")
     assert error_code(missing) == 385
-    assert "deleted or not visible" in page.locator('[aria-live="assertive"]').inner_text()
+    expect(toast(page)).to_contain_text("deleted or not visible")
     assert len(sandbox.tweets()) == 2
 
 
@@ -181,7 +187,7 @@ def test_duplicate_text_gets_187_until_the_window_passes(page: Any, sandbox: San
     dup = compose_inline(page, "  Same   words ")  # whitespace-folded: still a duplicate
     assert error_code(dup) == 187
     assert dup.json()["errors"][0]["message"] == "Authorization: Status is a duplicate. (187)"
-    assert page.locator('[aria-live="assertive"]').inner_text() == "Whoops! You already said that."
+    expect(toast(page)).to_have_text("Whoops! You already said that.")
     assert len(sandbox.tweets()) == 1
     sandbox.set_clock(12 * 3600 + 60)  # the 12 h window has passed
     assert api_post(page, "Same words").status == 200
@@ -283,7 +289,7 @@ def test_post_error_5xx_stores_nothing(page: Any, sandbox: SandboxAdmin) -> None
     sandbox.set_faults({"post_error_5xx": {"p": 1.0}})
     resp = compose_inline(page, "Never stored")
     assert resp.status == 503
-    assert page.locator('[aria-live="assertive"]').inner_text() != ""
+    expect(toast(page)).to_have_text(re.compile(r"\S"))  # some error text
     assert sandbox.tweets() == []
 
 
@@ -335,7 +341,7 @@ def test_automation_block_226_stores_nothing(page: Any, sandbox: SandboxAdmin) -
     sandbox.set_faults({"automation_block": {"p": 1.0}})
     resp = compose_inline(page, "Beep boop")
     assert resp.status == 200 and error_code(resp) == 226
-    assert "automated" in page.locator('[aria-live="assertive"]').inner_text()
+    expect(toast(page)).to_contain_text("automated")
     assert sandbox.tweets() == []
 
 
