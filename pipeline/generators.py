@@ -21,8 +21,8 @@ between two concurrent planners) and released again if it could not be enqueued,
 one queue, ever, and in the steady state "used" means "enqueued".
 
 The LLM generator (`LLMGenerator`) spends at most `daily_token_budget` tokens per UTC day (counted in
-`llm_spend` from `usage.total_tokens`), retries 429 and 5xx with exponential backoff and jitter (honouring
-Retry-After), and validates every output: X's weighted length, and not a near-duplicate (word-shingle
+`llm_spend` from `usage.total_tokens`), talks to any OpenAI-compatible server through the `openai` package
+(its client retries 429 and 5xx with jittered backoff, honouring Retry-After, and applies the timeout), and validates every output: X's weighted length, and not a near-duplicate (word-shingle
 Jaccard >= 0.6) of anything posted or queued for the account in the last `recent_days`. A rejected output is
 regenerated with the reason as feedback, up to `max_regenerations` times, then dropped with the reason.
 """
@@ -33,16 +33,13 @@ import json
 import logging
 import random
 import re
-import time as _time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import openai
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
@@ -414,13 +411,10 @@ class LLMGenerator:
         *,
         max_retries: int = 4,
         max_regenerations: int = 2,
-        backoff_base_s: float = 1.0,
-        max_backoff_s: float = 60.0,
         max_tokens: int = 600,
         topics: dict[str, str] | None = None,
         formats: dict[str, str] | None = None,
         rng: random.Random | None = None,
-        sleep: Callable[[float], None] = _time.sleep,
     ) -> None:
         self.engine = engine
         self.base_url = base_url.rstrip("/")
@@ -431,17 +425,16 @@ class LLMGenerator:
         self.timeout = timeout
         self.max_retries = max_retries
         self.max_regenerations = max_regenerations
-        self.backoff_base_s = backoff_base_s
-        self.max_backoff_s = max_backoff_s
         self.max_tokens = max_tokens
         self._topics = dict(topics or TOPICS)
         self._formats = dict(formats or FORMATS)
         self.rng = rng or random.Random()
-        self.sleep = sleep
         self.last_reason: str | None = None
         self.rejected: list[tuple[str, str]] = []
         self.exhausted = False
-        self.calls = 0  # HTTP requests made, retries included (tests, metrics)
+        # Any OpenAI-compatible server: the package's client brings the HTTP, retries and timeouts.
+        self._client = openai.OpenAI(base_url=self.base_url, api_key=api_key or "unset", timeout=timeout,
+                                     max_retries=max_retries)
         self._session: dict[str, list[str]] = {}  # texts handed out in this process, per account
 
     def __repr__(self) -> str:  # never show the key
@@ -554,45 +547,26 @@ class LLMGenerator:
         return [text]
 
     def _complete(self, messages: list[dict[str, str]]) -> str:
-        """One chat completion with retries; counts the tokens the answer reports."""
-        body = json.dumps({"model": self.model, "messages": messages, "temperature": 0.9,
-                           "max_tokens": self.max_tokens}).encode()
-        url = f"{self.base_url}/chat/completions"
-        last = "no attempt made"
-        for attempt in range(self.max_retries + 1):
-            request = urllib.request.Request(url, data=body, method="POST", headers={
-                "Content-Type": "application/json", "Authorization": f"Bearer {self._api_key}",
-            })
-            retry_after: float | None = None
-            self.calls += 1
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    payload = json.loads(response.read().decode("utf-8"))
-                return self._content(payload, messages)
-            except urllib.error.HTTPError as exc:
-                detail = self._scrub(exc.read()[:300].decode("utf-8", "replace"))
-                last = f"HTTP {exc.code} from {url}: {detail}"
-                if exc.code != 429 and exc.code < 500:
-                    raise LLMError(last) from None  # 400/401/403/404: retrying will not help
-                retry_after = _retry_after(exc.headers.get("Retry-After"))
-            except (urllib.error.URLError, TimeoutError, ConnectionError, json.JSONDecodeError) as exc:
-                last = f"{type(exc).__name__} calling {url}: {self._scrub(str(exc))}"
-            if attempt == self.max_retries:
-                break
-            delay = (min(retry_after, self.max_backoff_s) if retry_after is not None
-                     else min(self.max_backoff_s, self.backoff_base_s * 2 ** attempt))
-            delay += self.rng.uniform(0, self.backoff_base_s / 2)  # jitter: planners must not retry in lockstep
-            log.warning("LLM call failed (%s); retry %d/%d in %.2fs", last, attempt + 1, self.max_retries, delay)
-            self.sleep(delay)
-        raise LLMError(f"{last} (after {self.max_retries} retries)")
-
-    def _content(self, payload: dict[str, Any], messages: list[dict[str, str]]) -> str:
+        """One chat completion; the `openai` client retries 429/5xx/connection errors (honouring Retry-After,
+        with jittered backoff) and applies the timeout. Counts the tokens the answer reports."""
         try:
-            content = payload["choices"][0]["message"]["content"]
-        except (KeyError, IndexError, TypeError):
+            answer = self._client.chat.completions.create(
+                model=self.model, messages=messages, temperature=0.9, max_tokens=self.max_tokens)  # type: ignore[arg-type]
+        except openai.APIStatusError as exc:
+            detail = self._scrub(exc.response.text[:300])
+            raise LLMError(f"HTTP {exc.status_code} from {self.base_url}/chat/completions: {detail} "
+                           f"(after at most {self.max_retries} retries)") from None
+        except openai.APIError as exc:  # connection refused, timeout, unparsable answer
+            raise LLMError(f"{type(exc).__name__} calling {self.base_url}/chat/completions: "
+                           f"{self._scrub(str(exc))} (after {self.max_retries} retries)") from None
+        return self._content(answer, messages)
+
+    def _content(self, answer: Any, messages: list[dict[str, str]]) -> str:
+        try:
+            content = answer.choices[0].message.content
+        except (AttributeError, IndexError, TypeError):
             raise LLMError("the answer has no choices[0].message.content") from None
-        usage = payload.get("usage") or {}
-        tokens = usage.get("total_tokens")
+        tokens = getattr(answer.usage, "total_tokens", None)
         if not isinstance(tokens, int):  # no usage reported: estimate (about 4 characters a token), never 0
             tokens = (sum(len(m["content"]) for m in messages) + len(content or "")) // 4 + 1
         self._record_spend(tokens)
@@ -600,23 +574,6 @@ class LLMGenerator:
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._api_key, "***") if self._api_key else text
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After in seconds: a number, or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def make_generator(engine: Engine, settings: Any) -> Generator:

@@ -6,6 +6,7 @@ import json
 import logging
 import random
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -179,7 +180,8 @@ class FakeLLM:
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length))
-                outer.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+                outer.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body,
+                                       "at": time.monotonic()})
                 reply = outer.script.pop(0) if outer.script else Reply(content=json.dumps({"parts": ["fallback"]}))
                 if reply.status == 200:
                     payload = reply.body or json.dumps({
@@ -221,11 +223,9 @@ def _single(text: str) -> str:
     return json.dumps({"parts": [text]})
 
 
-def _gen(engine: sa.Engine, server: FakeLLM, budget: int = 10_000, **kw: Any) -> tuple[LLMGenerator, list[float]]:
-    sleeps: list[float] = []
-    gen = LLMGenerator(engine, server.base_url, "test-model", SECRET, budget, timeout=5, backoff_base_s=0.01,
-                       rng=random.Random(0), sleep=sleeps.append, **kw)
-    return gen, sleeps
+def _gen(engine: sa.Engine, server: FakeLLM, budget: int = 10_000, **kw: Any) -> LLMGenerator:
+    return LLMGenerator(engine, server.base_url, "test-model", SECRET, budget, timeout=5,
+                        rng=random.Random(0), **kw)
 
 
 def _spent(engine: sa.Engine) -> int:
@@ -235,7 +235,7 @@ def _spent(engine: sa.Engine) -> int:
 
 
 def test_llm_generates_with_prompt_per_topic_and_format_and_counts_tokens(engine: sa.Engine, llm_server: FakeLLM) -> None:
-    gen, _ = _gen(engine, llm_server)
+    gen = _gen(engine, llm_server)
     llm_server.script = [Reply(content=_single("Name tests after behaviour, not functions."), tokens=42),
                          Reply(content="```json\n" + json.dumps({"parts": ["1/ One.", "2/ Two.", "3/ Three."]}) + "\n```",
                                tokens=58)]
@@ -253,7 +253,7 @@ def test_llm_generates_with_prompt_per_topic_and_format_and_counts_tokens(engine
 
 
 def test_llm_budget_stops_generation(engine: sa.Engine, llm_server: FakeLLM) -> None:
-    gen, _ = _gen(engine, llm_server, budget=100)
+    gen = _gen(engine, llm_server, budget=100)
     llm_server.script = [Reply(content=_single(f"Post number {i} about something new entirely {i * 7}."), tokens=60)
                          for i in range(5)]
     assert gen.generate("alice", "python", "tip", "single") is not None  # 60 spent
@@ -262,29 +262,29 @@ def test_llm_budget_stops_generation(engine: sa.Engine, llm_server: FakeLLM) -> 
     assert gen.exhausted and "budget" in (gen.last_reason or "")
     assert len(llm_server.requests) == 2 and _spent(engine) == 120
     # A second generator (another process) sees the same spend in the database.
-    other, _ = _gen(engine, llm_server, budget=100)
+    other = _gen(engine, llm_server, budget=100)
     assert other.generate("alice", "python", "tip", "single") is None and len(llm_server.requests) == 2
 
 
 def test_llm_429_is_retried_honouring_retry_after(engine: sa.Engine, llm_server: FakeLLM) -> None:
-    gen, sleeps = _gen(engine, llm_server)
-    llm_server.script = [Reply(status=429, headers={"Retry-After": "2"}), Reply(status=503),
+    gen = _gen(engine, llm_server)
+    llm_server.script = [Reply(status=429, headers={"Retry-After": "1.5"}), Reply(status=503),
                          Reply(content=_single("Made it after a rate limit."))]
     got = gen.generate("alice", "python", "tip", "single")
     assert got is not None and got.parts == ("Made it after a rate limit.",)
     assert len(llm_server.requests) == 3
-    assert 2.0 <= sleeps[0] <= 2.01  # Retry-After plus at most a little jitter
-    assert 0.02 <= sleeps[1] <= 0.03  # exponential backoff: base x 2 plus jitter
+    at = [r["at"] for r in llm_server.requests]
+    assert at[1] - at[0] >= 1.5  # the client waited as long as Retry-After asked
 
 
 def test_llm_gives_up_after_retries_and_never_logs_the_key(engine: sa.Engine, llm_server: FakeLLM,
                                                           caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    gen, sleeps = _gen(engine, llm_server, max_retries=2)
+    gen = _gen(engine, llm_server, max_retries=2)
     llm_server.script = [Reply(status=500, body=f"internal error, key was {SECRET}")] * 3
     assert gen.generate("alice", "python", "tip", "single") is None
     assert "LLM unavailable" in (gen.last_reason or "") and "HTTP 500" in (gen.last_reason or "")
-    assert len(llm_server.requests) == 3 and len(sleeps) == 2
+    assert len(llm_server.requests) == 3  # one call and two retries
     llm_server.script = [Reply(status=401, body=f"bad key {SECRET}")]
     assert gen.generate("alice", "python", "tip", "single") is None
     assert len(llm_server.requests) == 4  # a 401 is not retried
@@ -296,7 +296,7 @@ def test_llm_over_long_and_near_duplicate_outputs_are_regenerated_then_dropped(e
     q.add_account(engine, "alice", "/nonexistent/a.json")
     posted = "Set a timeout on every outbound HTTP call; the default in most clients is to wait forever."
     q.enqueue(engine, [(make_draft("alice", [posted]), None)])
-    gen, _ = _gen(engine, llm_server, max_regenerations=2)
+    gen = _gen(engine, llm_server, max_regenerations=2)
     near = posted.replace("forever.", "forever, really.")
     good = "Log the request id in every line; grep beats dashboards at 3 a.m."
     llm_server.script = [Reply(content=_single("z" * 300)), Reply(content=_single(near)), Reply(content=_single(good))]
@@ -318,7 +318,7 @@ def test_plan_with_llm_never_enqueues_bad_outputs(engine: sa.Engine, llm_server:
     with engine.connect() as conn:
         now = db_now(conn)
     q.enqueue(engine, [(make_draft("alice", [posted]), now + timedelta(minutes=5))])
-    gen, _ = _gen(engine, llm_server, max_regenerations=1)
+    gen = _gen(engine, llm_server, max_regenerations=1)
     too_long = "w " * 200
     near = posted.replace("dashboards.", "dashboards only.")
     good = [f"Fresh idea {i}: write the runbook while fixing the incident, step {i} of {i + 3}." for i in range(2)]
