@@ -167,11 +167,22 @@ def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def cmd_queue(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline import queue
+# States whose items a human must judge: the listing shows the evidence under each.
+EVIDENCE_STATES = ("needs_review", "unknown")
 
-    items = queue.list_items(_engine(settings), account=args.account, states=args.state or None, limit=args.limit)
-    rows = [i.as_json() for i in items]
+
+def cmd_queue(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import queue, resolve
+    from pipeline.schema import STATES
+
+    unknown_states = sorted(set(args.state or ()) - set(STATES))
+    if unknown_states:
+        raise UsageError(f"--state {unknown_states[0]!r} is not a state; use one of {', '.join(STATES)}")
+    engine = _engine(settings)
+    items = queue.list_items(engine, account=args.account, states=args.state or None, limit=args.limit)
+    judged = [i for i in items if i.state in EVIDENCE_STATES]
+    evidence = resolve.evidence_for(engine, judged) if judged else {}
+    rows = [i.as_json() | ({"evidence": evidence[i.id].as_json()} if i.id in evidence else {}) for i in items]
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return EXIT_OK
@@ -181,15 +192,48 @@ def cmd_queue(args: argparse.Namespace, settings: Settings) -> int:
         r["tweet_ids"] = ",".join(r["tweet_ids"])
         r["last_error"] = (r["last_error"] or "")[:60]
     _print_table(rows, ["id", "account", "kind", "state", "scheduled_at", "tweet_ids", "text", "last_error"])
+    for item in judged:
+        print(f"\nitem {item.id} (@{item.account}, {item.state}): evidence")
+        for line in evidence[item.id].lines():
+            print(f"  {line}")
+        print(f"  decide: pipeline resolve {item.id} --tweet-id ID | --requeue | --cancel  [--reason TEXT]")
     return EXIT_OK
 
 
-def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline import queue
+def cmd_resolve(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import resolve
 
-    if not queue.cancel(_engine(settings), args.item_id):
-        raise UsageError(f"item {args.item_id} cannot be cancelled (missing, or already posting/posted)")
-    print(f"item {args.item_id} cancelled")
+    chosen = [bool(args.tweet_id), args.requeue, args.cancel]
+    if sum(chosen) != 1:
+        raise UsageError("give exactly one of --tweet-id ID (repeat per thread part), --requeue or --cancel")
+    if args.checked and args.tweet_id:
+        raise UsageError("--checked goes with --requeue or --cancel (you looked and the post is not live)")
+    engine = _engine(settings)
+    try:
+        if args.tweet_id:
+            item = resolve.record_live(engine, args.item_id, args.tweet_id, args.reason)
+            print(f"item {item.id} recorded as posted with tweet id(s) {', '.join(item.tweet_ids)}")
+        elif args.requeue:
+            item = resolve.requeue(engine, args.item_id, args.reason, checked=args.checked)
+            print(f"item {item.id} queued again for {item.scheduled_at.isoformat()}")
+        else:
+            item = resolve.cancel(engine, args.item_id, args.reason, checked=args.checked)
+            print(f"item {item.id} cancelled")
+    except resolve.ResolveError as exc:
+        raise UsageError(str(exc)) from None
+    return EXIT_OK
+
+
+def cmd_approve(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import resolve
+
+    if bool(args.item_ids) == args.all:
+        raise UsageError("give item ids to approve, or --all for every pending_approval item")
+    try:
+        ids = resolve.approve(_engine(settings), None if args.all else args.item_ids, args.reason)
+    except resolve.ResolveError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"approved {len(ids)} item(s)" + (f": {', '.join(map(str, ids))}" if ids else ""))
     return EXIT_OK
 
 
@@ -292,8 +336,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", action="append")
     p.add_argument("--limit", type=int, default=1000)
 
-    p = add("cancel", cmd_cancel, "cancel a queued item")
+    p = add("resolve", cmd_resolve, "decide an item the pipeline could not: live (--tweet-id), --requeue or --cancel")
     p.add_argument("item_id", type=int)
+    p.add_argument("--tweet-id", action="append", metavar="ID", help="the live post's id; once per thread part, in order")
+    p.add_argument("--requeue", action="store_true", help="it is not live: post it again")
+    p.add_argument("--cancel", action="store_true", help="never post it")
+    p.add_argument("--checked", action="store_true", help="you looked on x.com: the post is not live")
+    p.add_argument("--reason", help="why (kept with the decision)")
+
+    p = add("approve", cmd_approve, "let planned items (pending_approval) be posted")
+    p.add_argument("item_ids", type=int, nargs="*")
+    p.add_argument("--all", action="store_true")
+    p.add_argument("--reason")
 
     sandbox = sub.add_parser("sandbox", help="the local stand-in for x.com").add_subparsers(
         dest="sandbox_command", required=True)

@@ -18,6 +18,7 @@ from pipeline import schema as s
 from pipeline.db import DatabaseError, db_now, get_engine
 from pipeline.migrate import require_schema
 from pipeline.posting import journal_for
+from pipeline.resolve import approval_hint
 from pipeline.settings import Settings
 
 OK, DEGRADED, UNHEALTHY = "ok", "degraded", "unhealthy"
@@ -98,7 +99,8 @@ def _queue(report: HealthReport, engine: Engine, settings: Settings, now: dateti
         if handle in short:
             report.add(f"queue:{handle}", DEGRADED,
                        f"{short[handle]} items planned, target {settings.plan_min_items} "
-                       f"(due within {settings.plan_window_min} min: {depth.get(handle, 0)})", depth.get(handle, 0))
+                       f"(due within {settings.plan_window_min} min: {depth.get(handle, 0)})"
+                       + approval_hint(engine, [handle]), depth.get(handle, 0))
         else:
             report.add(f"queue:{handle}", OK, f"{depth.get(handle, 0)} due within {settings.plan_window_min} min",
                        depth.get(handle, 0))

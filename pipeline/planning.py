@@ -48,7 +48,7 @@ _US = 1_000_000
 _HOUR_US = 3600 * _US
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # States whose item still occupies a slot (it will be posted, or may just have been).
-_PENDING = (s.QUEUED, s.CLAIMED, s.POSTING, s.UNKNOWN)
+_PENDING = (s.QUEUED, s.CLAIMED, s.POSTING, s.UNKNOWN, s.PENDING_APPROVAL)
 
 
 # --------------------------------------------------------------------------- rules
@@ -291,7 +291,8 @@ def _account_state(engine: Engine, handle: str, now: datetime, window_min: float
         buffer = conn.execute(
             sa.select(sa.func.count()).select_from(items).where(
                 items.c.account == handle,
-                items.c.state == s.QUEUED,
+                # Planned items awaiting approval fill the buffer too: planning must not pile up more of them.
+                items.c.state.in_([s.QUEUED, s.PENDING_APPROVAL]),
                 sa.or_(items.c.scheduled_at <= horizon, items.c.source == "planner"),
             )
         ).scalar_one()
@@ -415,7 +416,8 @@ def plan(
                         break
                     continue
                 try:
-                    ids = enqueue(engine, [(draft, slot)], source="planner")
+                    ids = enqueue(engine, [(draft, slot)], source="planner",
+                                  approved=not getattr(settings, "require_approval", False))
                 except EnqueueError as exc:
                     _release(generator, raw)
                     report.drop("enqueue_refused", f"@{handle}: {exc}")

@@ -164,8 +164,10 @@ def get_account(engine: Engine, handle: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- enqueue
 
 
-def enqueue(engine: Engine, entries: Iterable[tuple[Draft, datetime | None]], source: str = "operator") -> list[int]:
-    """Insert items all-or-nothing. `None` as time means now (database clock).
+def enqueue(engine: Engine, entries: Iterable[tuple[Draft, datetime | None]], source: str = "operator",
+            approved: bool = True) -> list[int]:
+    """Insert items all-or-nothing. `None` as time means now (database clock). Unapproved items wait as
+    `pending_approval` (never due) until `pipeline approve`; enqueueing by hand is the approval.
 
     Refuses, naming the item, unknown accounts, times that are not timezone-aware, and content that is
     already live for the account (queued, posting, posted...): a second post of the same text is
@@ -206,7 +208,8 @@ def enqueue(engine: Engine, entries: Iterable[tuple[Draft, datetime | None]], so
                 result = conn.execute(items.insert().values(
                     account=draft.account, kind=draft.kind, parts=draft.parts, part_count=len(draft.parts),
                     reply_to=draft.reply_to, topic=draft.topic, format=draft.format, fingerprint=draft.fingerprint,
-                    state=s.QUEUED, scheduled_at=(at or now).astimezone(UTC), source=source,
+                    state=s.QUEUED if approved else s.PENDING_APPROVAL,
+                    scheduled_at=(at or now).astimezone(UTC), source=source,
                     created_at=now, updated_at=now,
                 ))
                 ids.append(result.inserted_primary_key[0])
@@ -427,15 +430,6 @@ def _terminal(engine: Engine, item_id: int, attempt_id: str | None, state: str, 
             state=state, error_class=error_class, last_error=reason[:2000], lease_owner=None,
             lease_expires_at=None, updated_at=now,
         ))
-
-
-def cancel(engine: Engine, item_id: int) -> bool:
-    """Operator cancel; only items that have not started posting can be cancelled."""
-    with transaction(engine) as conn:
-        return bool(conn.execute(
-            items.update().where(items.c.id == item_id, items.c.state.in_([s.QUEUED, s.NEEDS_REVIEW, s.FAILED]))
-            .values(state=s.CANCELLED, updated_at=now_sql(conn))
-        ).rowcount)
 
 
 @dataclass(frozen=True)

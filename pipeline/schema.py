@@ -50,7 +50,8 @@ class UtcDateTime(TypeDecorator):
 # Item states (DESIGN.md section 3).
 QUEUED, CLAIMED, POSTING, POSTED, UNKNOWN = "queued", "claimed", "posting", "posted", "unknown"
 FAILED, CANCELLED, NEEDS_REVIEW = "failed", "cancelled", "needs_review"
-STATES = (QUEUED, CLAIMED, POSTING, POSTED, UNKNOWN, FAILED, CANCELLED, NEEDS_REVIEW)
+PENDING_APPROVAL = "pending_approval"  # planned, waiting for `pipeline approve` (PIPELINE_REQUIRE_APPROVAL)
+STATES = (QUEUED, CLAIMED, POSTING, POSTED, UNKNOWN, FAILED, CANCELLED, NEEDS_REVIEW, PENDING_APPROVAL)
 # Items in these states no longer hold their fingerprint: the same text may be enqueued again.
 DEAD_STATES = (FAILED, CANCELLED)
 KINDS = ("single", "thread", "reply")
@@ -97,7 +98,8 @@ content_items = sa.Table(
     sa.Column("posted_at", UtcDateTime),
     sa.CheckConstraint("kind IN ('single', 'thread', 'reply')", name="kind"),
     sa.CheckConstraint(
-        "state IN ('queued', 'claimed', 'posting', 'posted', 'unknown', 'failed', 'cancelled', 'needs_review')",
+        "state IN ('queued', 'claimed', 'posting', 'posted', 'unknown', 'failed', 'cancelled', 'needs_review', "
+        "'pending_approval')",
         name="state",
     ),
     sa.Index(
@@ -150,6 +152,22 @@ post_attempts = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("tweet_id", sa.String(32)),
     sa.Index("ix_post_attempts_item", "item_id", "part_index"),
+)
+
+# What an operator decided about an item (`pipeline resolve`, `pipeline approve`), with when and why.
+resolutions = sa.Table(
+    "resolutions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("item_id", sa.Integer, sa.ForeignKey("content_items.id"), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),  # tweet_id | requeue | cancel | approve
+    sa.Column("from_state", sa.String(16), nullable=False),
+    sa.Column("to_state", sa.String(16), nullable=False),
+    sa.Column("tweet_ids", sa.JSON),
+    sa.Column("reason", sa.Text),
+    sa.Column("by", sa.String(128), nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Index("ix_resolutions_item_id", "item_id"),
 )
 
 metric_snapshots = sa.Table(

@@ -8,6 +8,7 @@ predecessor's plan job stopped silently because its health lived in a process th
 import dagster as dg
 
 from pipeline import integrity
+from pipeline.resolve import approval_hint
 from pipeline.settings import load_settings
 from resources import Alerts, Database
 from sensors.common import (
@@ -76,7 +77,8 @@ def plan_health_sensor(context: dg.SensorEvaluationContext, database: Database, 
             sink.send(key="plan-health:empty:" + ",".join(empty), title="Planning produces nothing",
                       body=f"The last plan run ({run_id[:8]}) enqueued 0 items and "
                            f"{', '.join('@' + a for a in empty)} have nothing queued: they will go quiet. "
-                           "Check the drafts library / LLM generator and the planner caps.",
+                           "Check the drafts library / LLM generator and the planner caps."
+                           + approval_hint(database.engine, empty),
                       severity="error")
             run = instance.get_run_by_id(run_id)
             retried = run is not None and run.tags.get(REQUESTED_BY_TAG) == NAME

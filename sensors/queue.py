@@ -11,6 +11,7 @@ import json
 import dagster as dg
 
 from pipeline import integrity
+from pipeline.resolve import approval_hint
 from pipeline.settings import load_settings
 from resources import Alerts, Database
 from sensors.common import PLAN_JOB, active_run, sensor_tags, utcnow
@@ -42,7 +43,8 @@ def empty_queue_sensor(context: dg.SensorEvaluationContext, database: Database, 
         body = (f"Queued items in the planning buffer (due within {settings.plan_window_min} min, or placed by the "
                 f"planner) are below target for: {detail} "
                 f"(for {int((now.timestamp() - since) // 60)} min, despite plan runs). "
-                "Check the plan runs and the generator (drafts exhausted? LLM budget spent?).")
+                "Check the plan runs and the generator (drafts exhausted? LLM budget spent?)."
+                + approval_hint(database.engine, [s.account for s in short]))
         alerts.sink(context.log).send(
             key="empty-queue:" + ",".join(s.account for s in short),
             title="Content queue below target", body=body, severity="warning",
