@@ -82,6 +82,19 @@ def test_empty_queue_requests_a_plan_then_alerts_once_if_it_stays_empty(
     assert [a["key"] for a in alert_rows(engine)] == ["empty-queue:alice"]
 
 
+def test_empty_queue_alert_names_items_waiting_for_approval(
+        engine: sa.Engine, instance: dg.DagsterInstance, resources: dict, webhook: Webhook) -> None:
+    add_account(engine, "alice")
+    for n in range(3):  # the planner filled the buffer, but nobody approved: nothing will post
+        add_item(engine, "alice", [f"planned {n}"], s.PENDING_APPROVAL)
+    first = tick(empty_queue_sensor, instance, resources)
+    tick(empty_queue_sensor, instance, resources,
+         cursor=json.dumps({"since": json.loads(first.cursor)["since"] - ALERT_AFTER_S - 1}))
+    [text] = webhook.texts
+    assert "@alice 0/3" in text and "3 planned item(s) wait for approval" in text
+    assert "pipeline approve --all" in text
+
+
 def test_empty_queue_quiet_when_the_buffer_is_full(engine: sa.Engine, instance: dg.DagsterInstance,
                                                    resources: dict, webhook: Webhook) -> None:
     add_account(engine, "alice")
