@@ -168,7 +168,7 @@ def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # States whose items a human must judge: the listing shows the evidence under each.
-EVIDENCE_STATES = ("needs_review", "unknown")
+EVIDENCE_STATES = ("needs_review", "unknown")  # pipeline.schema.NEEDS_REVIEW, UNKNOWN
 
 
 def cmd_queue(args: argparse.Namespace, settings: Settings) -> int:
@@ -196,7 +196,9 @@ def cmd_queue(args: argparse.Namespace, settings: Settings) -> int:
         print(f"\nitem {item.id} (@{item.account}, {item.state}): evidence")
         for line in evidence[item.id].lines():
             print(f"  {line}")
-        print(f"  decide: pipeline resolve {item.id} --tweet-id ID | --requeue | --cancel  [--reason TEXT]")
+        checked = " --checked" if evidence[item.id].maybe_live else ""
+        print(f"  decide: pipeline resolve {item.id} {resolve.tweet_id_args(item)} | --requeue{checked} "
+              f"| --cancel{checked}  [--reason TEXT]")
     return EXIT_OK
 
 

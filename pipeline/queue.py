@@ -3,6 +3,7 @@
     queued -> claimed -> posting -> posted
                          posting -> unknown -> posted | queued | needs_review
     terminal: failed (with reason), cancelled, needs_review (a human must look)
+    pending_approval -> queued (`pipeline approve`); a human's decisions live in pipeline/resolve.py
 
 Rules that make the predecessor's failures impossible:
 - Due-ness is decided in SQL against the database clock, inclusive: `scheduled_at <= now()`.

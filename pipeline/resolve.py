@@ -60,9 +60,8 @@ class Evidence:
                + (f" (tweet ids {', '.join(i.tweet_ids)})" if i.tweet_ids else "")]
         if i.last_error:
             out.append(f"last error [{i.error_class}]: {i.last_error[:200]}")
-        if i.unknown_checks or i.last_checked_at:
-            out.append(f"reconciliation: {i.unknown_checks} timeline check(s) did not find it; "
-                       f"last at {queue.iso(i.last_checked_at) or 'never'}")
+        out.append(f"reconciliation: {i.unknown_checks} timeline check(s) did not find it; "
+                   f"last at {queue.iso(i.last_checked_at) or 'never'}")
         for a in self.attempts:
             out.append(f"attempt part {a['part_index']} at {queue.iso(a['started_at'])} by {a['worker']}: "
                        f"{a['outcome']}" + (f" [{a['error_class']}] {(a['error'] or '')[:160]}" if a["error_class"] else "")
@@ -185,7 +184,12 @@ def _require_checked(conn: Connection, item: queue.Item, action: str, checked: b
         raise ResolveError(
             f"item {item.id}'s post may be live, so {action} is refused. Evidence:\n  {facts}\n"
             f"Look at x.com/{item.account} for: {item.parts[len(item.tweet_ids)][:80]!r}. If it is there, run "
-            f"`pipeline resolve {item.id} --tweet-id ID`; if it is not, repeat with --checked")
+            f"`pipeline resolve {item.id} {tweet_id_args(item)}`; if it is not, repeat with --checked")
+
+
+def tweet_id_args(item: queue.Item) -> str:
+    """The `--tweet-id` flags an item still needs: one per unrecorded part, in order."""
+    return " ".join("--tweet-id ID" for _ in range(len(item.parts) - len(item.tweet_ids)))
 
 
 def requeue(engine: Engine, item_id: int, reason: str | None = None, by: str | None = None,

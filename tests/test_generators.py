@@ -332,3 +332,13 @@ def test_plan_with_llm_never_enqueues_bad_outputs(engine: sa.Engine, llm_server:
         texts = [r[0][0] for r in conn.execute(sa.select(s.content_items.c.parts))]
     assert sorted(texts) == sorted([posted, *good])
     assert report.per_account == {"alice": 2}
+
+
+def test_llm_server_down_is_reported_not_raised(engine: sa.Engine) -> None:
+    server = FakeLLM()
+    url = server.base_url
+    server.close()  # nothing listens on that port now: a real connection refusal
+    gen = LLMGenerator(engine, url, "test-model", SECRET, 10_000, timeout=2, max_retries=1)
+    assert gen.generate("alice", "python", "tip", "single") is None
+    assert "LLM unavailable: APIConnectionError" in (gen.last_reason or "") and SECRET not in (gen.last_reason or "")
+    assert _spent(engine) == 0
