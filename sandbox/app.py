@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from sandbox import pages
+from sandbox import pages, spa
 from sandbox.faults import FaultConfigError, parse_faults
 from sandbox.state import Store, clean_handle, error_body
 
@@ -73,7 +73,16 @@ async def hold(request: Request, store: Store, seconds: float) -> None:
             return
 
 
-def create_app(store: Store) -> Starlette:
+REALISMS = ("realistic", "friendly")
+
+
+def create_app(store: Store, realism: str = "realistic") -> Starlette:
+    """The app over `store`. `realism="realistic"` (default) behaves like x.com as far as the reference knows:
+    timelines and status pages rendered by the page's script from GraphQL JSON, a Draft.js-like composer.
+    `"friendly"` keeps the old server-rendered pages (all posts as plain text) for unit tests that need them."""
+    if realism not in REALISMS:
+        raise ValueError(f"realism must be one of {', '.join(REALISMS)}, got {realism!r}")
+    realistic = realism == "realistic"
     Handler = Callable[[Request], Awaitable[Response]]
 
     def admin(fn: Handler) -> Handler:
@@ -177,6 +186,8 @@ def create_app(store: Store) -> Starlette:
         result = store.post(handle, text, reply_to)
         if result.stall_s:
             await hold(request, store, result.stall_s)
+        if result.raw is not None:
+            return Response(result.raw, result.status, headers=result.headers, media_type=result.content_type)
         return JSONResponse(result.body, result.status, headers=result.headers)
 
     # -- pages ------------------------------------------------------------------------------------------------------
@@ -225,7 +236,7 @@ def create_app(store: Store) -> Starlette:
         viewer, drift = await page_start(request)
         if viewer is None:
             return to_login(request)
-        return html(pages.home_page(viewer, drift))
+        return html(pages.home_page(viewer, drift, draftjs=realistic))
 
     async def compose(request: Request) -> Response:
         viewer, drift = await page_start(request)
@@ -234,7 +245,7 @@ def create_app(store: Store) -> Starlette:
         reply_to = request.query_params.get("in_reply_to") or None
         if reply_to is not None and not reply_to.isdigit():
             reply_to = None
-        return html(pages.compose_page(viewer, reply_to, drift))
+        return html(pages.compose_page(viewer, reply_to, drift, draftjs=realistic))
 
     async def profile(request: Request) -> Response:
         viewer, _ = await page_start(request)
@@ -243,6 +254,8 @@ def create_app(store: Store) -> Starlette:
         handle = request.path_params["handle"]
         if not store.account_exists(handle):
             return html(pages.not_found_page(viewer, f"This account doesn’t exist: @{handle}"), 404)
+        if realistic:
+            return html(spa.profile_page(viewer, handle, request.url.path.endswith("/with_replies")))
         try:
             limit = max(1, min(int(request.query_params.get("count", 200)), 1000))
         except ValueError:
@@ -254,7 +267,11 @@ def create_app(store: Store) -> Starlette:
         if viewer is None:
             return to_login(request)
         handle, tweet_id = request.path_params["handle"], request.path_params["tweet_id"]
-        tweet = store.tweet(tweet_id) if tweet_id.isdigit() else None
+        tweet = store.tweet(tweet_id, visible_only=True) if tweet_id.isdigit() else None
+        if realistic:
+            if tweet is not None and tweet["account"] != handle:
+                return RedirectResponse(f"/{tweet['account']}/status/{tweet_id}", 302, headers=NO_STORE)
+            return html(spa.status_page(viewer, tweet_id if tweet_id.isdigit() else "0", drift))
         if tweet is None:
             return html(pages.not_found_page(viewer, "This post doesn’t exist or was deleted."), 404)
         if tweet["account"] != handle:
@@ -264,6 +281,15 @@ def create_app(store: Store) -> Starlette:
 
     async def favicon(request: Request) -> Response:
         return Response(status_code=204)
+
+    async def user_tweets(request: Request) -> Response:
+        return spa.user_timeline(store, request, with_replies=False)
+
+    async def user_tweets_and_replies(request: Request) -> Response:
+        return spa.user_timeline(store, request, with_replies=True)
+
+    async def tweet_detail(request: Request) -> Response:
+        return spa.tweet_detail(store, request)
 
     routes = [
         Route("/__sandbox/health", health),
@@ -276,6 +302,10 @@ def create_app(store: Store) -> Starlette:
         Route("/__sandbox/clock", clock, methods=["POST"]),
         Route("/__sandbox/reset", reset, methods=["POST"]),
         Route("/i/api/graphql/{query_id}/CreateTweet", create_tweet, methods=["POST"]),
+        Route("/i/api/graphql/{query_id}/UserTweets", user_tweets),
+        Route("/i/api/graphql/{query_id}/UserTweetsAndReplies", user_tweets_and_replies),
+        Route("/i/api/graphql/{query_id}/TweetDetail", tweet_detail),
+        Route("/emoji/{path:path}", favicon),
         Route("/i/flow/login", login_get, methods=["GET"]),
         Route("/i/flow/login", login_post, methods=["POST"]),
         Route("/", root),
