@@ -16,6 +16,52 @@
     const m = document.cookie.match('(?:^|; )' + name + '=([^;]*)');
     return m ? decodeURIComponent(m[1]) : '';
   }
+
+  // Like x.com's Draft.js editor, a composer in realistic mode (cfg.draftjs) keeps its own record of the text and
+  // takes only what arrives as editing input: a typed key (keydown, then its beforeinput), Enter, deletions after
+  // a key, and one-character commits without a key (how an IME or `keyboard.type` enters emoji). Anything else
+  // (Playwright's `fill`, i.e. select-all + one multi-character insertText; execCommand; a script writing the
+  // DOM) is refused or put back, so it never reaches the text that CreateTweet sends.
+  function gate(box) {
+    box._accepted = box.innerHTML;
+    box._pending = false;
+  }
+  function setBox(box, html) { box.innerHTML = html; box._accepted = box.innerHTML; }
+  let lastKey = null;
+  if (cfg.draftjs) {
+    document.addEventListener('keydown', function (e) { lastKey = e.key; }, true);
+    document.addEventListener('beforeinput', function (e) {
+      const box = e.target.closest && e.target.closest('[role="textbox"]');
+      if (!box) return;
+      const kind = e.inputType, key = lastKey;
+      lastKey = null;
+      let ok = false;
+      if (kind === 'insertText') {
+        const data = e.data || '';
+        ok = key === data || (key === null && Array.from(data).length === 1);
+      } else if (kind === 'insertParagraph' || kind === 'insertLineBreak') {
+        ok = key === 'Enter';
+      } else if (kind.startsWith('delete')) {
+        ok = key !== null;
+      }
+      if (ok) box._pending = true; else e.preventDefault();
+    }, true);
+    document.addEventListener('input', function (e) {
+      const box = e.target.closest && e.target.closest('[role="textbox"]');
+      if (box && box._pending) { box._pending = false; box._accepted = box.innerHTML; }
+    }, true);
+    new MutationObserver(function (records) {
+      const seen = new Set();
+      records.forEach(function (r) {
+        const node = r.target.nodeType === 1 ? r.target : r.target.parentElement;
+        const box = node && node.closest && node.closest('[role="textbox"]');
+        if (!box || seen.has(box)) return;
+        seen.add(box);
+        if (box._accepted === undefined) gate(box);
+        if (!box._pending && box.innerHTML !== box._accepted) box.innerHTML = box._accepted;
+      });
+    }).observe(document.body, {subtree: true, childList: true, characterData: true});
+  }
   function clearMessages() { live.textContent = ''; layers.textContent = ''; }
   function showError(msg) { live.textContent = msg; }
   function showToast(id) {
@@ -115,6 +161,7 @@
       box.setAttribute('aria-label', 'Post text');
       box.setAttribute('data-placeholder', 'Add another post');
       box.setAttribute('data-testid', 'tweetTextarea_' + n);
+      gate(box);
       composer.querySelector('.parts').append(box);
       box.focus();
       refresh();
@@ -141,7 +188,7 @@
       } else {
         const all = boxes();
         all.slice(1).forEach(b => b.remove());
-        all[0].textContent = '';
+        setBox(all[0], '');
         if (originalReplyTo) composer.setAttribute('data-reply-to', originalReplyTo);
         else composer.removeAttribute('data-reply-to');
         showToast(first);
@@ -150,5 +197,6 @@
     });
     refresh();
   }
+  document.querySelectorAll('[role="textbox"]').forEach(gate);
   document.querySelectorAll('[data-sandbox-composer]').forEach(wire);
 })();
