@@ -28,7 +28,14 @@ def main(argv: list[str] | None = None) -> None:
         help="realistic (default): pages like x.com's; friendly: plain server-rendered pages for unit tests",
     )
     args = parser.parse_args(argv)
-    serve(args.host, args.port, faults_file=args.faults, state_file=args.state, seed=args.seed, realism=args.realism)
+    serve(
+        args.host,
+        args.port,
+        faults_file=args.faults,
+        state_file=args.state,
+        seed=args.seed,
+        realism=args.realism,
+    )
 
 
 if __name__ == "__main__":

@@ -1,26 +1,10 @@
-"""The sandbox web app (Starlette): x.com-shaped pages, the CreateTweet endpoint, and the admin API.
-
-Admin API (loopback clients only, 403 otherwise), all JSON:
-  GET  /__sandbox/health                      {"ok": true}
-  GET  /__sandbox/tweets[?account=H]          ground truth, oldest first
-  GET  /__sandbox/state                       rules, faults, clock, counts
-  POST /__sandbox/accounts {"handle": H}      -> {"handle": H, "storage_state": {...}} (a fresh valid session;
-                                                 cookie domain = the Host asked, or an optional "domain")
-  POST /__sandbox/sessions/expire {"handle"}  invalidate every session of H
-  POST /__sandbox/faults {name: {"p":..}, "seed"?: int}   ({} clears)
-  POST /__sandbox/rules {"duplicate_window_hours", "posts_per_3h", "posts_per_day"}   (partial updates)
-  POST /__sandbox/clock {"offset_s": N}
-  POST /__sandbox/reset
-"""
+"""The sandbox web app (Starlette): x.com-shaped pages, the GraphQL endpoints, and the admin API (admin.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 from urllib.parse import parse_qs, quote
 
 from starlette.applications import Starlette
@@ -28,37 +12,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from sandbox import pages, spa
-from sandbox.faults import FaultConfigError, parse_faults
+from sandbox import admin, pages, spa
+from sandbox.admin import SESSION_DAYS
 from sandbox.state import Store, clean_handle, error_body
 
 NO_STORE = {"cache-control": "no-store"}
-SESSION_DAYS = 365
-
-
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    try:
-        addr = ipaddress.ip_address(host.split("%")[0])
-    except ValueError:
-        return host == "localhost"
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return addr.is_loopback
-
-
-def storage_state(domain: str, auth_token: str, ct0: str) -> dict[str, Any]:
-    """A Playwright storage_state holding the session cookies for the sandbox host."""
-    expires = int(time.time()) + SESSION_DAYS * 86400
-    common = {"domain": domain, "path": "/", "expires": expires, "secure": False, "sameSite": "Lax"}
-    return {
-        "cookies": [
-            {"name": "auth_token", "value": auth_token, "httpOnly": True, **common},
-            {"name": "ct0", "value": ct0, "httpOnly": False, **common},
-        ],
-        "origins": [],
-    }
 
 
 async def hold(request: Request, store: Store, seconds: float) -> None:
@@ -83,83 +41,6 @@ def create_app(store: Store, realism: str = "realistic") -> Starlette:
     if realism not in REALISMS:
         raise ValueError(f"realism must be one of {', '.join(REALISMS)}, got {realism!r}")
     realistic = realism == "realistic"
-    Handler = Callable[[Request], Awaitable[Response]]
-
-    def admin(fn: Handler) -> Handler:
-        async def wrapped(request: Request) -> Response:
-            host = request.client.host if request.client else None
-            if not is_loopback(host):
-                return JSONResponse(
-                    {"error": f"the sandbox admin API only answers loopback clients, not {host}"}, 403
-                )
-            try:
-                return await fn(request)
-            except (ValueError, FaultConfigError) as exc:
-                return JSONResponse({"error": str(exc)}, 400)
-
-        return wrapped
-
-    async def body_json(request: Request) -> dict[str, Any]:
-        raw = await request.body()
-        if not raw.strip():
-            return {}
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"request body is not valid JSON: {exc.msg}") from None
-        if not isinstance(data, dict):
-            raise ValueError("request body must be a JSON object")
-        return data
-
-    # -- admin ------------------------------------------------------------------------------------------------------
-
-    @admin
-    async def health(request: Request) -> Response:
-        return JSONResponse({"ok": True})
-
-    @admin
-    async def tweets(request: Request) -> Response:
-        return JSONResponse(store.tweets(request.query_params.get("account")))
-
-    @admin
-    async def state(request: Request) -> Response:
-        return JSONResponse(store.info())
-
-    @admin
-    async def accounts(request: Request) -> Response:
-        data = await body_json(request)
-        handle = clean_handle(data.get("handle"))
-        auth_token, ct0 = store.issue_session(handle)
-        domain = data.get("domain") or request.url.hostname or "127.0.0.1"
-        return JSONResponse({"handle": handle, "storage_state": storage_state(domain, auth_token, ct0)})
-
-    @admin
-    async def expire(request: Request) -> Response:
-        data = await body_json(request)
-        handle = clean_handle(data.get("handle"))
-        return JSONResponse({"handle": handle, "expired_sessions": store.expire_sessions(handle)})
-
-    @admin
-    async def faults(request: Request) -> Response:
-        config, seed = parse_faults(await body_json(request))
-        store.set_faults(config, seed)
-        return JSONResponse(store.info()["faults"])
-
-    @admin
-    async def rules(request: Request) -> Response:
-        return JSONResponse(store.set_rules(await body_json(request)))
-
-    @admin
-    async def clock(request: Request) -> Response:
-        data = await body_json(request)
-        offset = store.set_clock(data.get("offset_s"))
-        return JSONResponse({"offset_s": offset, "now": store.info()["now"]})
-
-    @admin
-    async def reset(request: Request) -> Response:
-        store.reset()
-        return JSONResponse({"ok": True})
-
     # -- the X API --------------------------------------------------------------------------------------------------
 
     async def create_tweet(request: Request) -> Response:
@@ -292,15 +173,7 @@ def create_app(store: Store, realism: str = "realistic") -> Starlette:
         return spa.tweet_detail(store, request)
 
     routes = [
-        Route("/__sandbox/health", health),
-        Route("/__sandbox/tweets", tweets),
-        Route("/__sandbox/state", state),
-        Route("/__sandbox/accounts", accounts, methods=["POST"]),
-        Route("/__sandbox/sessions/expire", expire, methods=["POST"]),
-        Route("/__sandbox/faults", faults, methods=["POST"]),
-        Route("/__sandbox/rules", rules, methods=["POST"]),
-        Route("/__sandbox/clock", clock, methods=["POST"]),
-        Route("/__sandbox/reset", reset, methods=["POST"]),
+        *admin.routes(store),
         Route("/i/api/graphql/{query_id}/CreateTweet", create_tweet, methods=["POST"]),
         Route("/i/api/graphql/{query_id}/UserTweets", user_tweets),
         Route("/i/api/graphql/{query_id}/UserTweetsAndReplies", user_tweets_and_replies),

@@ -17,7 +17,8 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
-from sandbox.app import create_app, is_loopback
+from sandbox.admin import is_loopback
+from sandbox.app import create_app
 from sandbox.client import SandboxAdmin, SandboxAdminError
 from sandbox.engagement import engagement
 from sandbox.faults import FaultConfigError, parse_faults
