@@ -398,17 +398,19 @@ class Store:
         return chain
 
     def pinned(self, handle: str) -> dict[str, Any] | None:
-        """The account's pinned post: the one set with `pin`, else (as many accounts do) its first post."""
+        """The account's pinned post as timelines show it (not deleted, past any lag): the one set with `pin`,
+        else (as many accounts do) its first post."""
         with self._lock:
             row = self._db.execute("SELECT tweet_id FROM pins WHERE handle = ?", (handle,)).fetchone()
-            if row is not None:
-                return self.tweet(row["tweet_id"], visible_only=True) if row["tweet_id"] else None
-            row = self._db.execute(
-                self._SELECT + "WHERE t.account = ? AND t.in_reply_to IS NULL AND f.deleted_at IS NULL "
+            if row is not None and row["tweet_id"] is None:
+                return None
+            where = "t.id = ?" if row is not None else "t.account = ? AND t.in_reply_to IS NULL"
+            found = self._db.execute(
+                self._SELECT + f"WHERE {where} AND f.deleted_at IS NULL AND COALESCE(f.visible_at, 0) <= ? "
                 "ORDER BY t.id_num LIMIT 1",
-                (handle,),
+                (row["tweet_id"] if row is not None else handle, self.now()),
             ).fetchone()
-            return None if row is None else self._dicts([row])[0]
+            return None if found is None else self._dicts([found])[0]
 
     def pin(self, handle: str, tweet_id: str | None) -> None:
         """Pin one of the account's posts (None: pin nothing)."""

@@ -49,8 +49,10 @@ def page(chromium: Any, sandbox: SandboxAdmin) -> Iterator[Any]:
 
 
 def compose_inline(page: Any, text: str, button: str = "tweetButtonInline", timeout_ms: int = 5000) -> Any:
-    """Type into tweetTextarea_0, click the post button, return the CreateTweet response."""
-    page.locator('[data-testid="tweetTextarea_0"]').fill(text)
+    """Type into tweetTextarea_0 with key events (the composer, like x.com's, ignores `fill`), click the post
+    button, return the CreateTweet response."""
+    page.locator('[data-testid="tweetTextarea_0"]').click()
+    page.keyboard.type(text)
     with page.expect_response(is_create, timeout=timeout_ms) as info:
         page.locator(f'[data-testid="{button}"]').click()
     return info.value
@@ -149,10 +151,10 @@ def test_single_post_rest_id_toast_timeline_and_ground_truth(page: Any, sandbox:
 def test_thread_via_compose_is_a_reply_chain(page: Any, sandbox: SandboxAdmin) -> None:
     page.goto(sandbox.url + "/compose/post")
     parts = ["Thread 1/3: why", "Thread 2/3: how", "Thread 3/3: done"]
-    page.locator('[data-testid="tweetTextarea_0"]').fill(parts[0])
+    page.locator('[data-testid="tweetTextarea_0"]').press_sequentially(parts[0])
     for i in (1, 2):
         page.locator('[data-testid="addButton"]').click()
-        page.locator(f'[data-testid="tweetTextarea_{i}"]').fill(parts[i])
+        page.locator(f'[data-testid="tweetTextarea_{i}"]').press_sequentially(parts[i])
     responses: list[Any] = []
     page.on("response", lambda r: responses.append(r) if is_create(r) else None)
     page.locator('[data-testid="tweetButton"]').click()
