@@ -5,6 +5,7 @@ t.co links, emoji images and inline-flex mentions; a Draft.js-like composer; sta
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -84,11 +85,8 @@ def test_timeline_json_is_shaped_like_x(sandbox: SandboxAdmin, alice: dict[str, 
     assert legacy["display_text_range"] == [0, len(legacy["full_text"])]
     assert by_id[ids[2]]["legacy"]["entities"]["urls"][0]["expanded_url"] == "http://grok.com"
     assert by_id[ids[3]]["legacy"]["entities"]["user_mentions"][0]["screen_name"] == "DawnNeesom"
-    assert by_id[ids[4]]["legacy"]["full_text"] == "line one\n\nline two &amp; three"
-    assert (
-        by_id[ids[0]]["legacy"]["created_at"].endswith("+0000 2026")
-        or "+0000" in by_id[ids[0]]["legacy"]["created_at"]
-    )
+    created = by_id[ids[0]]["legacy"]["created_at"]
+    assert re.fullmatch(r"[A-Z][a-z]{2} [A-Z][a-z]{2} \d{2} \d{2}:\d{2}:\d{2} \+0000 \d{4}", created), created
     # ground truth keeps exactly what was sent
     assert [t["text"] for t in sandbox.tweets()] == [text for text, _ in RENDERED]
 
@@ -120,7 +118,6 @@ def test_timeline_is_virtualised_and_pages_on_scroll(
     asked: list[str] = []
     page.on("request", lambda r: asked.append(r.url) if "/UserTweets?" in r.url else None)
     page.goto(f"{sandbox.url}/alice")
-    assert page.locator("article").count() == 0 or True  # the HTML is a shell; posts arrive after the request
     page.wait_for_selector('article[data-testid="tweet"]')
     assert "Pinned" in page.locator('[data-testid="cellInnerDiv"]').first.inner_text()
     seen: set[str] = set()
