@@ -85,6 +85,7 @@ def test_timeline_json_is_shaped_like_x(sandbox: SandboxAdmin, alice: dict[str, 
     assert legacy["display_text_range"] == [0, len(legacy["full_text"])]
     assert by_id[ids[2]]["legacy"]["entities"]["urls"][0]["expanded_url"] == "http://grok.com"
     assert by_id[ids[3]]["legacy"]["entities"]["user_mentions"][0]["screen_name"] == "DawnNeesom"
+    assert by_id[ids[4]]["legacy"]["full_text"] == "line one\n\nline two &amp; three"
     created = by_id[ids[0]]["legacy"]["created_at"]
     assert re.fullmatch(r"[A-Z][a-z]{2} [A-Z][a-z]{2} \d{2} \d{2}:\d{2}:\d{2} \+0000 \d{4}", created), created
     # ground truth keeps exactly what was sent
