@@ -144,3 +144,15 @@ def test_new_faults_are_validated(sandbox: SandboxAdmin, faults: dict[str, Any],
         sandbox.set_faults(faults)
     assert err.value.status == 400 and word in str(err.value)
     assert sandbox.state()["faults"] == {}
+
+
+def test_every_fault_is_in_the_readme_table() -> None:
+    from pathlib import Path
+
+    from sandbox.faults import FAULTS, POST_FAULTS
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    table = readme[readme.index("## Sandbox faults") :]
+    rows = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
+    assert rows == set(FAULTS)
+    assert set(POST_FAULTS) <= set(FAULTS)
