@@ -152,7 +152,8 @@ def test_every_fault_is_in_the_readme_table() -> None:
     from sandbox.faults import FAULTS, POST_FAULTS
 
     readme = (Path(__file__).parent.parent / "README.md").read_text()
-    table = readme[readme.index("## Sandbox faults") :]
+    start = readme.index("## Sandbox faults")
+    table = readme[start : readme.index("\n## ", start + 1)]
     rows = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
     assert rows == set(FAULTS)
     assert set(POST_FAULTS) <= set(FAULTS)
