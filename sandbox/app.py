@@ -14,7 +14,8 @@ from starlette.routing import Route
 
 from sandbox import admin, pages, spa
 from sandbox.admin import SESSION_DAYS
-from sandbox.state import Store, clean_handle, error_body
+from sandbox.state import Store, clean_handle
+from sandbox.x_rules import error_body
 
 NO_STORE = {"cache-control": "no-store"}
 

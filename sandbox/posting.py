@@ -11,9 +11,10 @@ import unicodedata
 from typing import TYPE_CHECKING, Any
 
 from sandbox.tweet_json import create_tweet_body
+from sandbox.x_rules import PostResult, error_body, normalise, weighted_length
 
 if TYPE_CHECKING:
-    from sandbox.state import PostResult, Store
+    from sandbox.state import Store
 
 EDGE_PAGE = (
     "<!DOCTYPE html><html><head><title>{status} {reason}</title></head><body><center><h1>{status} {reason}</h1>"
@@ -45,8 +46,6 @@ def _limited(store: Store, handle: str, now: float) -> PostResult | None:
 
 
 def _rate_limited(store: Store, until_sandbox: float, limit: int) -> PostResult:
-    from sandbox.state import PostResult, error_body
-
     reset_epoch = math.ceil(
         until_sandbox - store.clock_offset_s
     )  # real epoch seconds, what a client compares
@@ -64,8 +63,6 @@ def _split_fault(store: Store, name: str, handle: str) -> str | None:
 
 
 def post(store: Store, handle: str, text: Any, reply_to: Any) -> PostResult:
-    from sandbox.state import PostResult, error_body, normalise, weighted_length
-
     now = store.now()
     limited = _limited(store, handle, now)
     if limited is not None:

@@ -12,7 +12,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from sandbox import pages, tweet_json
-from sandbox.state import Store, error_body
+from sandbox.state import Store
+from sandbox.x_rules import error_body
 
 USER_TWEETS_QID = "E3opETHurmVJflFsUBVuUQ"
 REPLIES_QID = "bt4TKuFz4T7Ckk-VvQVSow"

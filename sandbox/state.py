@@ -14,27 +14,22 @@ import secrets
 import sqlite3
 import threading
 import time
-import unicodedata
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from twitter_text import parse_tweet
-
 from sandbox import posting
 from sandbox.engagement import engagement
 from sandbox.faults import FaultBox, public_config
+from sandbox.x_rules import MAX_WEIGHTED_LENGTH, PostResult
 
 DEFAULT_RULES: dict[str, float] = {"duplicate_window_hours": 12.0, "posts_per_3h": 300, "posts_per_day": 2400}
-MAX_WEIGHTED_LENGTH = 280
 TWITTER_EPOCH_MS = 1288834974657  # X's snowflake epoch
 HANDLE_RE = re.compile(r"^[A-Za-z0-9_]{1,50}$")
 RESERVED = {
     "home", "compose", "i", "explore", "notifications", "messages", "settings", "login", "logout", "search",
     "intent", "__sandbox", "favicon.ico", "robots.txt", "tos", "privacy", "signup",
 }  # fmt: skip
-_SPACE = re.compile(r"\s+")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tweets (
@@ -57,49 +52,6 @@ CREATE TABLE IF NOT EXISTS tweet_flags (
 CREATE TABLE IF NOT EXISTS pins (handle TEXT PRIMARY KEY, tweet_id TEXT);
 """
 
-# X's error messages (GraphQL body shape) by code.
-MESSAGES = {
-    32: "Could not authenticate you.",
-    88: "Rate limit exceeded.",
-    130: "Over capacity",
-    170: "Missing required parameter: tweet_text.",
-    186: "Authorization: Tweet needs to be a bit shorter. (186)",
-    187: "Authorization: Status is a duplicate. (187)",
-    226: (
-        "Authorization: This request looks like it might be automated. To protect our users from spam and other "
-        "malicious activity, we can't complete this action right now. Please try again later. (226)"
-    ),
-    353: "This request requires a matching csrf cookie and header.",
-    385: "Authorization: You attempted to reply to a Tweet that is deleted or not visible to you. (385)",
-}
-_KINDS = {186: "Permissions", 187: "Permissions", 226: "Permissions", 385: "Permissions", 170: "Validation"}
-
-
-def error_body(code: int, message: str | None = None) -> dict[str, Any]:
-    msg = message or MESSAGES.get(code, "Something went wrong.")
-    err: dict[str, Any] = {"message": msg, "code": code}
-    if code in _KINDS:
-        ext = {
-            "name": "AuthorizationError" if _KINDS[code] == "Permissions" else "BadRequest",
-            "source": "Client",
-            "code": code,
-            "kind": _KINDS[code],
-            "tracing": {"trace_id": secrets.token_hex(8)},
-        }
-        err = {"message": msg, "locations": [{"line": 18, "column": 3}], "path": ["create_tweet"],
-               "extensions": ext, **ext}  # fmt: skip
-        return {"errors": [err], "data": {}}
-    return {"errors": [err]}
-
-
-def normalise(text: str) -> str:
-    """How the duplicate rule compares texts: NFC, whitespace folded, trimmed (case-sensitive)."""
-    return _SPACE.sub(" ", unicodedata.normalize("NFC", text)).strip()
-
-
-def weighted_length(text: str) -> int:
-    return parse_tweet(text).weightedLength if text else 0
-
 
 def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
@@ -119,20 +71,6 @@ def clean_handle(handle: Any) -> str:
             f"invalid handle {handle!r}: use 1-50 letters, digits or underscores (not a reserved path)"
         )
     return h
-
-
-@dataclass
-class PostResult:
-    """What CreateTweet answers. `stall_s` holds the response after storing (math.inf: until disconnect/stop);
-    `raw` (with `content_type`) replaces the JSON body, e.g. an edge's HTML 502 page or an empty 403."""
-
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
-    stall_s: float | None = None
-    tweet: dict[str, Any] | None = None
-    raw: str | None = None
-    content_type: str = "application/json"
 
 
 class Store:
