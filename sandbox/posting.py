@@ -99,7 +99,7 @@ def post(store: Store, handle: str, text: Any, reply_to: Any) -> PostResult:
     if not isinstance(text, str) or not text.strip():
         return PostResult(200, error_body(170))
     text = unicodedata.normalize("NFC", text).strip()
-    if weighted_length(text) > store.max_weighted_length:
+    if weighted_length(text) > int(store.rules["max_weighted_length"]):
         return PostResult(200, error_body(186))
     conversation_id = None
     if reply_to is not None and reply_to != "":

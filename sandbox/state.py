@@ -23,7 +23,10 @@ from sandbox.engagement import engagement
 from sandbox.faults import FaultBox, public_config
 from sandbox.x_rules import MAX_WEIGHTED_LENGTH, PostResult
 
-DEFAULT_RULES: dict[str, float] = {"duplicate_window_hours": 12.0, "posts_per_3h": 300, "posts_per_day": 2400}
+DEFAULT_RULES: dict[str, float] = {
+    "duplicate_window_hours": 12.0, "posts_per_3h": 300, "posts_per_day": 2400,
+    "max_weighted_length": MAX_WEIGHTED_LENGTH,  # raise it (X Premium: 25,000) for long posts with note_tweet
+}  # fmt: skip
 TWITTER_EPOCH_MS = 1288834974657  # X's snowflake epoch
 HANDLE_RE = re.compile(r"^[A-Za-z0-9_]{1,50}$")
 RESERVED = {
@@ -87,7 +90,6 @@ class Store:
             self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self.faults = FaultBox(seed)
-        self.max_weighted_length = MAX_WEIGHTED_LENGTH
         self.stopping = threading.Event()  # set at server shutdown: releases stalled responses
         self.rules: dict[str, float] = dict(DEFAULT_RULES)
         self.clock_offset_s = 0.0

@@ -17,6 +17,10 @@ Tweet result (`tweet_result`), `__typename` "Tweet":
   - `indices` and `display_text_range` count code points of the UNESCAPED t.co text (as X does).
   - a URL written without a scheme (`grok.com`) has `expanded_url` "http://grok.com".
   - `display_url` drops the scheme and "www.", cut to 25 characters plus "…" when longer than 26.
+  - a post longer than 280 (allowed when the rule `max_weighted_length` is raised, as for X Premium) keeps its
+    first 275 code points in `legacy` (`full_text`, `display_text_range`, entities inside them) and the whole
+    text in "note_tweet": {"is_expandable": true, "note_tweet_results": {"result": {"id", "text", "entity_set"}}}
+    (`text` with t.co links, not HTML-escaped; `entity_set` indices over it).
   - with the `wrapped_result` fault the result is {"__typename": "TweetWithVisibilityResults",
     "tweet": {<the result above without __typename>}, "tweetInterstitial": {...}}, on CreateTweet and on every
     timeline that shows the post later.
@@ -53,9 +57,12 @@ from typing import Any
 
 from twitter_text.extract_urls import extract_urls_with_indices
 
+from sandbox.x_rules import MAX_WEIGHTED_LENGTH, weighted_length
+
 _MENTION = re.compile(r"(?<![A-Za-z0-9_!@#$%&*])@([A-Za-z0-9_]{1,15})(?![A-Za-z0-9_@])")
 _HASHTAG = re.compile(r"(?<![\w&#])#(\w*[^\W\d_]\w*)")
 _TCO_LEN = 10
+NOTE_CUT = 275  # code points of a long post's text kept in legacy.full_text
 
 
 def user_id(handle: str) -> str:
@@ -129,9 +136,28 @@ def text_entities(tweet_id: str, text: str) -> tuple[str, dict[str, list[dict[st
     return full_text, entities, [0, len(tco_text)]
 
 
+def _note_tweet(tweet_id: str, text: str) -> tuple[str, dict[str, Any], list[int], dict[str, Any]]:
+    """A long post: legacy keeps the first NOTE_CUT code points (t.co text, entities inside them); the whole
+    text sits in note_tweet.note_tweet_results.result.text (t.co links, not HTML-escaped) with its entity_set."""
+    full_text, entities, _ = text_entities(tweet_id, text)
+    tco_text = html.unescape(full_text)
+    cut = tco_text[:NOTE_CUT]
+    legacy_entities = {k: [e for e in v if e["indices"][1] <= len(cut)] for k, v in entities.items()}
+    note = {
+        "is_expandable": True,
+        "note_tweet_results": {"result": {"id": base64.b64encode(f"NoteTweet:{tweet_id}".encode()).decode(),
+                                          "text": tco_text, "entity_set": entities}},
+    }  # fmt: skip
+    return html.escape(cut, quote=False), legacy_entities, [0, len(cut)], note
+
+
 def tweet_result(t: dict[str, Any], wrapped: bool = False) -> dict[str, Any]:
     """The `tweet_results.result` of a stored post (a dict from Store: id, account, text, created_at_x, counts)."""
-    full_text, entities, text_range = text_entities(t["id"], t["text"])
+    note = None
+    if weighted_length(t["text"]) > MAX_WEIGHTED_LENGTH:
+        full_text, entities, text_range, note = _note_tweet(t["id"], t["text"])
+    else:
+        full_text, entities, text_range = text_entities(t["id"], t["text"])
     legacy = {
         "id_str": t["id"],
         "full_text": full_text,
@@ -162,6 +188,8 @@ def tweet_result(t: dict[str, Any], wrapped: bool = False) -> dict[str, Any]:
         "is_translatable": False,
         "legacy": legacy,
     }
+    if note is not None:
+        post["note_tweet"] = note
     if wrapped:
         return {
             "__typename": "TweetWithVisibilityResults",

@@ -239,3 +239,26 @@ def test_friendly_mode_keeps_server_rendered_pages(chromium: Any) -> None:
             pg.locator('[data-testid="tweetText"]').first.inner_text() == "plain post 7 https://example.com"
         )
         context.close()
+
+
+def test_long_post_carries_note_tweet_and_renders_whole(
+    page: Any, sandbox: SandboxAdmin, alice: dict[str, Any]
+) -> None:
+    sandbox.set_rules(max_weighted_length=25000)
+    text = "A long post & more. " * 20 + "The end at example.com/x, bye"
+    tweet_id = post(sandbox, alice, text)
+    (entry,) = [e for e in entries_of(user_tweets(sandbox, alice))[0] if e["entryId"] == f"tweet-{tweet_id}"]
+    result = entry["content"]["itemContent"]["tweet_results"]["result"]
+    legacy, note = result["legacy"], result["note_tweet"]["note_tweet_results"]["result"]
+    assert legacy["display_text_range"] == [0, 275] and legacy["entities"]["urls"] == []
+    assert legacy["full_text"].startswith("A long post &amp; more.")
+    (link,) = note["entity_set"]["urls"]
+    assert (
+        note["text"] == text.replace("example.com/x", link["url"])
+        and link["expanded_url"] == "http://example.com/x"
+    )
+    page.goto(f"{sandbox.url}/alice/status/{tweet_id}")
+    shown = page.locator('[data-testid="tweetText"]').inner_text()
+    assert shown.startswith("A long post & more. A long post") and shown.endswith(
+        "\nhttp://\nexample.com/x\n, bye"
+    )

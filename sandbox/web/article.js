@@ -47,7 +47,8 @@ window.XArticle = (function () {
               [el('span', {class: 'r-18u37iz'}, [a])]);
   }
   function textNodes(legacy) {
-    const chars = Array.from(unescape(legacy.full_text));
+    // legacy.full_text is HTML-escaped; a long post's note_tweet text (passed with escaped: false) is not
+    const chars = Array.from(legacy.escaped === false ? legacy.full_text : unescape(legacy.full_text));
     const range = legacy.display_text_range || [0, chars.length];
     const ents = [];
     const e = legacy.entities || {};
@@ -122,8 +123,10 @@ window.XArticle = (function () {
       art.append(el('div', {class: 'reply-context'}, ['Replying to ',
         el('a', {href: '/' + legacy.in_reply_to_screen_name}, ['@' + legacy.in_reply_to_screen_name])]));
     }
+    const note = post.note_tweet && post.note_tweet.note_tweet_results.result;
+    const source = note ? {full_text: note.text, entities: note.entity_set, escaped: false} : legacy;
     art.append(el('div', {'data-testid': 'tweetText', lang: legacy.lang || 'en', dir: 'auto', class: 'tweet-text'},
-                  textNodes(legacy)));
+                  textNodes(source)));
     art.append(actionBar(legacy, parseInt((post.views && post.views.count) || '0', 10)));
     return art;
   }
