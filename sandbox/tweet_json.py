@@ -15,6 +15,8 @@ Tweet result (`tweet_result`), `__typename` "Tweet":
                            "hashtags": [{"text", "indices"}], "symbols": []}}}
   - `full_text` has every URL replaced by its t.co link and `&`, `<`, `>` escaped as `&amp;`, `&lt;`, `&gt;`.
   - `indices` and `display_text_range` count code points of the UNESCAPED t.co text (as X does).
+  - a reply to another account starts with "@<parent author> " (in user_mentions); display_text_range starts
+    after it. A reply to one's own post (a thread) has no such prefix.
   - a URL written without a scheme (`grok.com`) has `expanded_url` "http://grok.com".
   - `display_url` drops the scheme and "www.", cut to 25 characters plus "…" when longer than 26.
   - a post longer than 280 (allowed when the rule `max_weighted_length` is raised, as for X Premium) keeps its
@@ -93,10 +95,13 @@ def _display_url(expanded: str) -> str:
     return shown[:25] + "…" if len(shown) > 26 else shown
 
 
-def text_entities(tweet_id: str, text: str) -> tuple[str, dict[str, list[dict[str, Any]]], list[int]]:
-    """(full_text, entities, display_text_range) for a stored text, as X serves them."""
+def text_entities(
+    tweet_id: str, text: str, prefix: str = ""
+) -> tuple[str, dict[str, list[dict[str, Any]]], list[int]]:
+    """(full_text, entities, display_text_range) for a stored text, as X serves them; `prefix` is the "@parent "
+    X puts before a reply to another account (outside display_text_range)."""
     urls: list[dict[str, Any]] = []
-    out: list[str] = []
+    out: list[str] = [prefix]
     pos = 0
     for n, found in enumerate(extract_urls_with_indices(text)):
         start, end = found["indices"]
@@ -133,7 +138,7 @@ def text_entities(tweet_id: str, text: str) -> tuple[str, dict[str, list[dict[st
     ]
     full_text = html.escape(tco_text, quote=False)
     entities = {"hashtags": hashtags, "symbols": [], "urls": urls, "user_mentions": mentions}
-    return full_text, entities, [0, len(tco_text)]
+    return full_text, entities, [len(prefix), len(tco_text)]
 
 
 def _note_tweet(tweet_id: str, text: str) -> tuple[str, dict[str, Any], list[int], dict[str, Any]]:
@@ -157,7 +162,9 @@ def tweet_result(t: dict[str, Any], wrapped: bool = False) -> dict[str, Any]:
     if weighted_length(t["text"]) > MAX_WEIGHTED_LENGTH:
         full_text, entities, text_range, note = _note_tweet(t["id"], t["text"])
     else:
-        full_text, entities, text_range = text_entities(t["id"], t["text"])
+        parent = t.get("in_reply_to_account")
+        prefix = f"@{parent} " if parent and parent != t["account"] else ""
+        full_text, entities, text_range = text_entities(t["id"], t["text"], prefix)
     legacy = {
         "id_str": t["id"],
         "full_text": full_text,

@@ -152,10 +152,16 @@ def test_replies_tab_has_conversation_modules_with_other_accounts(
     chain = [i["item"]["itemContent"]["tweet_results"]["result"] for i in module["content"]["items"]]
     assert [r["rest_id"] for r in chain] == [bob_post, reply]
     assert chain[0]["core"]["user_results"]["result"]["core"]["screen_name"] == "bob"
+    legacy = chain[1]["legacy"]
+    assert legacy["full_text"] == "@bob alice answers bob" and legacy["display_text_range"] == [5, 22]
+    assert legacy["entities"]["user_mentions"][0]["indices"] == [0, 4]
+    assert [t["text"] for t in sandbox.tweets() if t["id"] == reply] == ["alice answers bob"]
     posts_tab, _ = entries_of(user_tweets(sandbox, alice))
     assert f"tweet-{reply}" not in {e["entryId"] for e in posts_tab}
     page.goto(f"{sandbox.url}/alice/with_replies")
     page.wait_for_selector(f'article a[href="/bob/status/{bob_post}"]')
+    reply_text = page.locator(f'article:has(a[href="/alice/status/{reply}"]) [data-testid="tweetText"]')
+    assert reply_text.inner_text() == "alice answers bob"
     assert page.locator("article").first.inner_text().startswith("Pinned")
 
 
