@@ -75,6 +75,19 @@ def _reader(store: Store, request: Request) -> tuple[str | None, Response | None
     return viewer, None
 
 
+def ancestors(store: Store, tweet: dict[str, Any], depth: int) -> list[dict[str, Any]]:
+    """Up to `depth` visible posts this one replies to, oldest first (any account)."""
+    chain: list[dict[str, Any]] = []
+    parent_id = tweet.get("in_reply_to")
+    while parent_id and len(chain) < depth:
+        parent = store.tweet(parent_id, visible_only=True)
+        if parent is None:
+            break
+        chain.insert(0, parent)
+        parent_id = parent.get("in_reply_to")
+    return chain
+
+
 def _handle_of(store: Store, uid: Any) -> str | None:
     for handle in store.handles():
         if tweet_json.user_id(handle) == str(uid):
@@ -101,7 +114,7 @@ def user_timeline(store: Store, request: Request, with_replies: bool) -> Respons
     for post in posts:
         chain = [post]
         if with_replies and post.get("in_reply_to"):
-            chain = [*store.ancestors(post, 2), post]
+            chain = [*ancestors(store, post, 2), post]
         groups.append(chain)
     first_page = below is None
     pinned = store.pinned(handle) if first_page else None
@@ -119,5 +132,6 @@ def tweet_detail(store: Store, request: Request) -> Response:
     except ValueError:
         return JSONResponse(error_body(214, "variables: expected {focalTweetId}"), 400)
     tweet = store.tweet(focal, visible_only=True) if focal.isdigit() else None
-    chain = None if tweet is None else [*store.ancestors(tweet, 10), tweet]
-    return JSONResponse(tweet_json.detail_body(chain, focal))
+    chain = None if tweet is None else [*ancestors(store, tweet, 10), tweet]
+    replies = [] if tweet is None else store.replies_to(focal)
+    return JSONResponse(tweet_json.detail_body(chain, focal, replies))

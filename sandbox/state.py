@@ -325,17 +325,14 @@ class Store:
                 return None
             return self._dicts([row])[0]
 
-    def ancestors(self, tweet: dict[str, Any], depth: int) -> list[dict[str, Any]]:
-        """Up to `depth` visible posts this one replies to, oldest first (any account)."""
-        chain: list[dict[str, Any]] = []
-        parent_id = tweet.get("in_reply_to")
-        while parent_id and len(chain) < depth:
-            parent = self.tweet(parent_id, visible_only=True)
-            if parent is None:
-                break
-            chain.insert(0, parent)
-            parent_id = parent.get("in_reply_to")
-        return chain
+    def replies_to(self, tweet_id: str, limit: int = 5) -> list[dict[str, Any]]:
+        """Visible direct replies to a post, oldest first (any account)."""
+        with self._lock:
+            rows = self._db.execute(
+                self._SELECT + "WHERE t.in_reply_to = ? AND f.deleted_at IS NULL ORDER BY t.id_num LIMIT ?",
+                (tweet_id, limit),
+            ).fetchall()
+            return self._dicts(rows)
 
     def pinned(self, handle: str) -> dict[str, Any] | None:
         """The account's pinned post as timelines show it (not deleted, past any lag): the one set with `pin`,

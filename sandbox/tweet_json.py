@@ -45,7 +45,8 @@ UserTweets / UserTweetsAndReplies (`GET /i/api/graphql/<qid>/<Name>?variables={"
                  with no tweet entries is the end. Posts tab: the account's posts and its replies to itself;
                  Replies tab: every post, replies in modules with up to two ancestors. Newest first, pinned on top.
 TweetDetail (`variables={"focalTweetId"}`): {"data": {"threaded_conversation_with_injections_v2": {"instructions":
-  [{"type": "TimelineAddEntries", "entries": [<item entry> for each ancestor, oldest first, then the focal post]}]}}};
+  [{"type": "TimelineAddEntries", "entries": [<item entry> for each ancestor, oldest first, then the focal post,
+  then up to 5 replies as "conversationthread-<id>" module entries]}]}}};
   a deleted or unknown post is one entry whose result is {"__typename": "TweetTombstone", "tombstone": {...}}.
 """
 
@@ -303,8 +304,17 @@ def tombstone_entry(tweet_id: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def detail_body(chain: list[dict[str, Any]] | None, focal_id: str) -> dict[str, Any]:
-    """TweetDetail: the ancestors oldest first, then the focal post (or a tombstone when it is gone)."""
+def detail_body(
+    chain: list[dict[str, Any]] | None, focal_id: str, replies: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """TweetDetail: the ancestors oldest first, the focal post (or a tombstone when it is gone), then its replies
+    (each a `conversationthread-<id>` module)."""
     entries = [tombstone_entry(focal_id)] if chain is None else [item_entry(t) for t in chain]
+    for reply in replies or []:
+        module = module_entry([reply])
+        module["entryId"] = f"conversationthread-{reply['id']}"
+        for item in module["content"]["items"]:
+            item["entryId"] = f"conversationthread-{reply['id']}-tweet-{reply['id']}"
+        entries.append(module)
     instructions = [{"type": "TimelineAddEntries", "entries": entries}]
     return {"data": {"threaded_conversation_with_injections_v2": {"instructions": instructions}}}

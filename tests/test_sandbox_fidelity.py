@@ -171,12 +171,14 @@ def test_status_page_parents_first_counts_in_group_label_and_deleted_page(
     first = post(sandbox, alice, "thread 1/2")
     second = post(sandbox, alice, "thread 2/2", reply_to=first)
     sandbox.set_clock(3 * 86400)  # let engagement grow
+    bob = sandbox.create_account("bob")
+    answer = post(sandbox, bob, "bob replies below", reply_to=second)
     page.goto(f"{sandbox.url}/alice/status/{second}")
     page.wait_for_selector("article")
     hrefs = page.locator("article").evaluate_all(
         "arts => arts.map(a => a.querySelector('a[href*=\"/status/\"]').getAttribute('href'))"
     )
-    assert hrefs == [f"/alice/status/{first}", f"/alice/status/{second}"]
+    assert hrefs == [f"/alice/status/{first}", f"/alice/status/{second}", f"/bob/status/{answer}"]
     truth = next(t for t in sandbox.tweets() if t["id"] == second)
     label = page.locator(f'article:has(a[href="/alice/status/{second}"]) [role="group"]').get_attribute(
         "aria-label"

@@ -81,8 +81,13 @@
     }
     root.textContent = '';
     const entries = body.data.threaded_conversation_with_injections_v2.instructions[0].entries;
-    const results = entries.map(e => e.content.itemContent.tweet_results.result);
-    if (!results.length || results[results.length - 1].__typename === 'TweetTombstone') {
+    const results = [];
+    entries.forEach(function (e) {
+      if (e.content.itemContent) results.push(e.content.itemContent.tweet_results.result);
+      else (e.content.items || []).forEach(i => results.push(i.item.itemContent.tweet_results.result));
+    });
+    const focal = results.find(r => r.__typename === 'TweetTombstone' || X.unwrap(r).rest_id === cfg.tweetId);
+    if (!focal || focal.__typename === 'TweetTombstone') {
       root.append(X.el('div', {'data-testid': 'error-detail', class: 'empty'}, [
         X.el('span', {}, ['Hmm...this page doesn’t exist. Try searching for something else.'])]));
       return;
