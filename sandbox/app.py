@@ -164,13 +164,21 @@ def create_app(store: Store, realism: str = "realistic") -> Starlette:
     async def favicon(request: Request) -> Response:
         return Response(status_code=204)
 
+    async def slow_read(request: Request) -> None:
+        delay = store.read_delay(viewer_of(request))
+        if delay:
+            await hold(request, store, delay)
+
     async def user_tweets(request: Request) -> Response:
+        await slow_read(request)
         return spa.user_timeline(store, request, with_replies=False)
 
     async def user_tweets_and_replies(request: Request) -> Response:
+        await slow_read(request)
         return spa.user_timeline(store, request, with_replies=True)
 
     async def tweet_detail(request: Request) -> Response:
+        await slow_read(request)
         return spa.tweet_detail(store, request)
 
     routes = [

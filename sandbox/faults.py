@@ -25,7 +25,7 @@ FAULTS: dict[str, dict[str, Any]] = {
     "rate_limit": {"reset_s": 60.0},
     # the account's sessions are invalidated before storing: 401 / code 32, pages redirect to login
     "session_expired": {},
-    # latency on page loads (HTML pages only)
+    # latency on page loads: HTML pages and the page's GraphQL reads (UserTweets, TweetDetail)
     "slow_page": {"seconds": 2.0},
     # the post buttons are rendered with another data-testid (`tweetButtonInline` -> `tweetButtonInline_v2`)
     "ui_drift": {"suffix": "_v2"},

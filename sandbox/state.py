@@ -239,6 +239,12 @@ class Store:
             drift = self.faults.roll("ui_drift", handle)
         return (float(slow["seconds"]) if slow else 0.0), (drift["suffix"] if drift else "")
 
+    def read_delay(self, handle: str | None) -> float:
+        """Seconds to hold one of the page's GraphQL reads (the `slow_page` fault: the data is slow too)."""
+        with self._lock:
+            slow = self.faults.roll("slow_page", handle)
+        return float(slow["seconds"]) if slow else 0.0
+
     # -- posting --------------------------------------------------------------------------------------------------
 
     def post(self, handle: str, text: Any, reply_to: Any) -> PostResult:

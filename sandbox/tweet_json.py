@@ -23,6 +23,8 @@ Tweet result (`tweet_result`), `__typename` "Tweet":
     first 275 code points in `legacy` (`full_text`, `display_text_range`, entities inside them) and the whole
     text in "note_tweet": {"is_expandable": true, "note_tweet_results": {"result": {"id", "text", "entity_set"}}}
     (`text` with t.co links, not HTML-escaped; `entity_set` indices over it).
+  - `favorited` / `retweeted` are true for about a third of the posts that have likes / reposts (the viewer
+    did it): the page's buttons then carry `data-testid` "unlike" / "unretweet".
   - with the `wrapped_result` fault the result is {"__typename": "TweetWithVisibilityResults",
     "tweet": {<the result above without __typename>}, "tweetInterstitial": {...}}, on CreateTweet and on every
     timeline that shows the post later.
@@ -82,6 +84,11 @@ def user_result(handle: str) -> dict[str, Any]:
         "core": {"screen_name": handle, "name": handle, "created_at": "Wed Oct 10 20:19:24 +0000 2018"},
         "legacy": {"followers_count": 0, "friends_count": 0, "description": ""},
     }
+
+
+def viewer_did(tweet_id: str, action: str) -> bool:
+    """Whether the viewer liked / reposted a post (a third of them), so buttons read `unlike` / `unretweet`."""
+    return hashlib.sha256(f"{action}:{tweet_id}".encode()).digest()[0] % 3 == 0
 
 
 def _tco(tweet_id: str, n: int) -> str:
@@ -179,8 +186,8 @@ def tweet_result(t: dict[str, Any], wrapped: bool = False) -> dict[str, Any]:
         "reply_count": t.get("replies", 0),
         "quote_count": t.get("quotes", 0),
         "bookmark_count": t.get("bookmarks", 0),
-        "favorited": False,
-        "retweeted": False,
+        "favorited": viewer_did(t["id"], "like") and t.get("likes", 0) > 0,
+        "retweeted": viewer_did(t["id"], "repost") and t.get("retweets", 0) > 0,
         "bookmarked": False,
         "lang": "en",
         "display_text_range": text_range,

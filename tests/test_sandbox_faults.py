@@ -157,3 +157,17 @@ def test_every_fault_is_in_the_readme_table() -> None:
     rows = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
     assert rows == set(FAULTS)
     assert set(POST_FAULTS) <= set(FAULTS)
+
+
+def test_slow_page_delays_the_timeline_data_too(sandbox: SandboxAdmin, alice: dict[str, Any]) -> None:
+    import time
+
+    from sandbox.tweet_json import user_id
+    from tests.sandbox_http import graphql_get
+
+    assert create_tweet(sandbox.url, alice, "a post to read")[0] == 200
+    sandbox.set_faults({"slow_page": {"p": 1.0, "seconds": 0.8}})
+    start = time.monotonic()
+    graphql_get(sandbox.url, alice, "UserTweets", {"userId": user_id("alice"), "count": 20})
+    assert time.monotonic() - start >= 0.8
+    assert sandbox.state()["faults_fired"]["slow_page"] == 1

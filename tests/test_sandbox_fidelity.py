@@ -270,3 +270,20 @@ def test_long_post_carries_note_tweet_and_renders_whole(
     assert shown.startswith("A long post & more. A long post") and shown.endswith(
         "\nhttp://\nexample.com/x\n, bye"
     )
+
+
+def test_posts_the_viewer_liked_show_unlike(page: Any, sandbox: SandboxAdmin, alice: dict[str, Any]) -> None:
+    from sandbox.tweet_json import viewer_did
+
+    ids = [post(sandbox, alice, f"likeable {n}") for n in range(12)]
+    sandbox.set_clock(30 * 86400)
+    truth = {t["id"]: t for t in sandbox.tweets()}
+    liked = [i for i in ids if viewer_did(i, "like") and truth[i]["likes"] > 0]
+    plain = [i for i in ids if not viewer_did(i, "like") and truth[i]["likes"] > 0]
+    assert liked and plain
+    for tweet_id, testid in ((liked[0], "unlike"), (plain[0], "like")):
+        page.goto(f"{sandbox.url}/alice/status/{tweet_id}")
+        art = page.locator(f'article:has(a[href="/alice/status/{tweet_id}"])')
+        button = art.locator(f'[data-testid="{testid}"]')
+        assert button.get_attribute("aria-label").startswith(f"{truth[tweet_id]['likes']} Like")
+        assert f"{truth[tweet_id]['likes']} like" in art.locator('[role="group"]').get_attribute("aria-label")

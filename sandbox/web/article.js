@@ -93,8 +93,10 @@ window.XArticle = (function () {
     }
     return el('div', {role: 'group', 'aria-label': parts.join(', '), class: 'actions'}, [
       button('reply', legacy.reply_count, 'Reply', 'Replies', 'Reply'),
-      button('retweet', legacy.retweet_count, 'repost', 'reposts', 'Repost'),
-      button('like', legacy.favorite_count, 'Like', 'Likes', 'Like'),
+      button(legacy.retweeted ? 'unretweet' : 'retweet', legacy.retweet_count, 'repost', 'reposts',
+             legacy.retweeted ? 'Reposted' : 'Repost'),
+      button(legacy.favorited ? 'unlike' : 'like', legacy.favorite_count, 'Like', 'Likes',
+             legacy.favorited ? 'Liked' : 'Like'),
       el('a', {href: '#', 'aria-label': plural(views, 'view', 'views') + '. View post analytics'},
          [el('span', {}, [compact(views)])]),
       el('button', {'data-testid': 'bookmark', 'aria-label': 'Bookmark', role: 'button'}, [])
