@@ -263,7 +263,7 @@ def test_engagement_grows_and_status_page_counts_match_ground_truth(page: Any, s
     assert settled["views"] > fresh["views"] and settled["replies"] >= 1
 
     page.goto(f"{sandbox.url}/alice/status/{tid}")
-    art = page.locator('article[data-testid="tweet"]')
+    art = page.locator(f'article[data-testid="tweet"]:has(a[href="/alice/status/{tid}"])')  # replies follow it
     # as on x.com, every count is in the action bar's role=group label ("4 replies, 30 likes, ..."; zeros left out)
     label = art.locator('[role="group"]').get_attribute("aria-label")
     names = {"reply": "replies", "replies": "replies", "repost": "retweets", "reposts": "retweets",

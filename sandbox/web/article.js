@@ -1,6 +1,20 @@
 // Renders a GraphQL tweet result the way x.com's page does (../shared/reference/x-real-rendering.md, section 1):
 // t.co links with a hidden scheme span, the visible display part, a hidden tail span and an "…" span; emoji as
 // <img alt>; mentions and hashtags inside inline-flex wrappers; counts only in the action bar's role=group label.
+//
+// DOM of one post:
+//   article[data-testid=tweet][role=article]
+//     div[data-testid=socialContext] "Pinned"                      (the pinned post only)
+//     div[data-testid=User-Name]: a[href=/h] > span name, a[href=/h] > span "@h",
+//                                 a[href=/h/status/<id>] > time[datetime=<ISO>]   (the post's permalink)
+//     div.reply-context "Replying to @p"                          (replies only)
+//     div[data-testid=tweetText]: span text runs (line breaks kept), img[alt=<emoji>],
+//        a[href=https://t.co/..] > span(hidden scheme) span(visible part) span(hidden tail) [span "…"]
+//          (hidden = position:absolute; opacity:0, still in innerText),
+//        div[style=display:inline-flex] > span > a[href=/h] "@h"  |  a[href=/hashtag/x?src=hashtag_click] "#x"
+//     div[role=group][aria-label="4 replies, 2 reposts, 30 likes, 1 bookmark, 2909 views"]  (zeros left out)
+//        button[data-testid=reply|retweet|unretweet|like|unlike][aria-label="30 Likes. Like"],
+//        a[aria-label="2909 views. View post analytics"], button[data-testid=bookmark][aria-label=Bookmark]
 window.XArticle = (function () {
   const EMOJI = /(\p{Extended_Pictographic}(?:\uFE0F|\p{Emoji_Modifier}|\u200D\p{Extended_Pictographic}\uFE0F?)*|[\u{1F1E6}-\u{1F1FF}]{2}|[#*0-9]\uFE0F\u20E3)/gu;
   const OFFSCREEN = 'position:absolute;opacity:0;pointer-events:none;width:1px;height:1px;overflow:hidden';

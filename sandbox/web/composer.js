@@ -19,7 +19,8 @@
 
   // Like x.com's Draft.js editor, a composer in realistic mode (cfg.draftjs) keeps its own record of the text and
   // takes only what arrives as editing input: a typed key (keydown, then its beforeinput), Enter, deletions after
-  // a key, and one-character commits without a key (how an IME or `keyboard.type` enters emoji). Anything else
+  // a key, a paste after Ctrl/Cmd+V, and one-character commits without a key (how an IME or `keyboard.type`
+  // enters emoji). Anything else
   // (Playwright's `fill`, i.e. select-all + one multi-character insertText; execCommand; a script writing the
   // DOM) is refused or put back, so it never reaches the text that CreateTweet sends.
   function gate(box) {
@@ -43,6 +44,8 @@
         ok = key === 'Enter';
       } else if (kind.startsWith('delete')) {
         ok = key !== null;
+      } else if (kind === 'insertFromPaste') {
+        ok = key === 'v' || key === 'V';  // a paste the person made (Ctrl/Cmd+V), as Draft.js takes it
       }
       if (ok) box._pending = true; else e.preventDefault();
     }, true);

@@ -1,6 +1,14 @@
 // The profile timeline and the status page, rendered from GraphQL JSON like x.com's client: the HTML is a shell,
 // posts arrive from UserTweets / UserTweetsAndReplies (cursor paging) or TweetDetail, and only about five
 // cellInnerDiv rows exist in the DOM at once (absolutely placed with translateY inside a tall list).
+//
+// Profile (/h, /h/with_replies): section[role=region] > #timeline-root > div(tall) > div[data-testid=cellInnerDiv]
+//   > article; the pinned post first, then newest first; each post of a conversation module is its own row.
+//   Scrolling the window draws the next rows and asks the next page (variables.cursor = the Bottom cursor).
+//   An account with no posts: [data-testid=emptyState]. A failed read: div[role=alert] "Something went wrong".
+// Status (/h/status/<id>, always HTTP 200): #timeline-root > cellInnerDiv > article for each ancestor (oldest
+//   first), the focal post (its permalink is the id), then replies. Deleted or unknown: [data-testid=error-detail]
+//   "Hmm...this page doesn’t exist. Try searching for something else."
 (function () {
   const cfg = JSON.parse(document.getElementById('sandbox-config').textContent);
   const X = window.XArticle;
