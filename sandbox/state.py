@@ -26,7 +26,9 @@ from sandbox.x_rules import MAX_WEIGHTED_LENGTH, PostResult
 DEFAULT_RULES: dict[str, float] = {
     "duplicate_window_hours": 12.0, "posts_per_3h": 300, "posts_per_day": 2400,
     "max_weighted_length": MAX_WEIGHTED_LENGTH,  # raise it (X Premium: 25,000) for long posts with note_tweet
+    "read_latency_s": 0.3,  # how long the page's GraphQL reads take (x.com's take a few hundred ms)
 }  # fmt: skip
+FLOAT_RULES = ("duplicate_window_hours", "read_latency_s")
 TWITTER_EPOCH_MS = 1288834974657  # X's snowflake epoch
 HANDLE_RE = re.compile(r"^[A-Za-z0-9_]{1,50}$")
 RESERVED = {
@@ -149,7 +151,7 @@ class Store:
                 value = 0
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"{key} must be a number >= 0, got {value!r}")
-            clean[key] = float(value) if key == "duplicate_window_hours" else int(value)
+            clean[key] = float(value) if key in FLOAT_RULES else int(value)
         with self._lock, self._tx():
             self.rules.update(clean)
             self._set_meta("rules", self.rules)
@@ -240,10 +242,11 @@ class Store:
         return (float(slow["seconds"]) if slow else 0.0), (drift["suffix"] if drift else "")
 
     def read_delay(self, handle: str | None) -> float:
-        """Seconds to hold one of the page's GraphQL reads (the `slow_page` fault: the data is slow too)."""
+        """Seconds to hold one of the page's GraphQL reads: the rule `read_latency_s`, plus the `slow_page` fault
+        (the data is slow too)."""
         with self._lock:
             slow = self.faults.roll("slow_page", handle)
-        return float(slow["seconds"]) if slow else 0.0
+            return float(self.rules["read_latency_s"]) + (float(slow["seconds"]) if slow else 0.0)
 
     # -- posting --------------------------------------------------------------------------------------------------
 

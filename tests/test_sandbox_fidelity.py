@@ -287,3 +287,19 @@ def test_posts_the_viewer_liked_show_unlike(page: Any, sandbox: SandboxAdmin, al
         button = art.locator(f'[data-testid="{testid}"]')
         assert button.get_attribute("aria-label").startswith(f"{truth[tweet_id]['likes']} Like")
         assert f"{truth[tweet_id]['likes']} like" in art.locator('[role="group"]').get_attribute("aria-label")
+
+
+def test_pages_are_shells_until_the_data_arrives(
+    page: Any, sandbox: SandboxAdmin, alice: dict[str, Any]
+) -> None:
+    tweet_id = post(sandbox, alice, "only in the JSON")
+    for path in ("/alice", f"/alice/status/{tweet_id}"):
+        html = page.context.request.get(sandbox.url + path).text()
+        assert "Loading…" in html and "only in the JSON" not in html and 'data-testid="tweet"' not in html
+    sandbox.set_rules(read_latency_s=1.5)
+    page.goto(sandbox.url + "/alice", wait_until="load")
+    assert page.locator("article").count() == 0  # the timeline request is still on its way
+    page.wait_for_selector('article[data-testid="tweet"]')
+    response = page.goto(sandbox.url + "/nobody_here")
+    assert response is not None and response.status == 200  # as x.com's app: the page says so, no 404
+    assert "doesn’t exist" in page.locator('[data-testid="error-detail"]').inner_text()
