@@ -14,14 +14,13 @@ import secrets
 import sqlite3
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sandbox import posting
 from sandbox.engagement import engagement
 from sandbox.faults import FaultBox, public_config
-from sandbox.x_rules import MAX_WEIGHTED_LENGTH, PostResult
+from sandbox.x_rules import MAX_WEIGHTED_LENGTH, PostResult, iso, x_created_at
 
 DEFAULT_RULES: dict[str, float] = {
     "duplicate_window_hours": 12.0, "posts_per_3h": 300, "posts_per_day": 2400,
@@ -56,15 +55,6 @@ CREATE TABLE IF NOT EXISTS tweet_flags (
 );
 CREATE TABLE IF NOT EXISTS pins (handle TEXT PRIMARY KEY, tweet_id TEXT);
 """
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat()
-
-
-def x_created_at(ts: float) -> str:
-    """X's legacy created_at format: 'Wed Oct 10 20:19:24 +0000 2018'."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%a %b %d %H:%M:%S +0000 %Y")
 
 
 def clean_handle(handle: Any) -> str:
