@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -22,13 +21,7 @@ from bench.chaos_faults import (
     kill_tree,
     process_tree,
 )
-
-
-def wait_for(condition, timeout_s: float = 10.0, what: str = "condition") -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout_s}s waiting for {what}"
-        time.sleep(0.05)
+from tests.waiting import wait_until
 
 
 def test_one_schedule_per_seed_and_each_fault_has_its_own_stream() -> None:
@@ -80,7 +73,7 @@ def test_kill_tree_reaches_a_grandchild_in_its_own_session() -> None:
                              "import subprocess, sys, time; "
                              "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], "
                              "start_new_session=True); time.sleep(60)"], start_new_session=True)
-    wait_for(lambda: len(process_tree(proc.pid)) == 2, what="the grandchild to start")
+    wait_until(lambda: len(process_tree(proc.pid)) == 2, 10, "the grandchild to start")
     grandchild = process_tree(proc.pid)[1]
     assert os.getpgid(grandchild) != os.getpgid(proc.pid)
     assert kill_tree(proc.pid) == 2
@@ -92,7 +85,7 @@ def test_kill_tree_reaches_a_grandchild_in_its_own_session() -> None:
         except OSError:
             return True
 
-    wait_for(gone, what="the grandchild to die")
+    wait_until(gone, 10, "the grandchild to die")
 
 
 def test_operator_relogs_only_the_account_an_alert_names(tmp_path: Path, sqlite_url: str) -> None:
@@ -112,7 +105,7 @@ def test_operator_relogs_only_the_account_an_alert_names(tmp_path: Path, sqlite_
             assert sink.send("rate_limited:chaos_a", "@chaos_a: rate_limited, posting paused", "wait for reset")
             assert sink.send("auth:chaos_b", "@chaos_b: auth, posting paused",
                              "session expired (code 32). To resume: log in again.")
-            wait_for(lambda: len(operator.steps) == 1, what="the operator's re-login")
+            wait_until(lambda: len(operator.steps) == 1, 10, "the operator's re-login")
             assert operator.steps[0]["account"] == "chaos_b" and len(operator.received) == 2
             assert paths["chaos_b"].exists() and not paths["chaos_a"].exists()
             assert (paths["chaos_b"].stat().st_mode & 0o777) == 0o600
