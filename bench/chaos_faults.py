@@ -110,8 +110,11 @@ def draw_schedule(cfg: Any, faults: dict[str, dict[str, Any]]) -> FaultSchedule:
             event.cut_s = rng.uniform(9.0, 12.0) if event.long else rng.uniform(0.3, 2.0)
         schedule.stored.append(event)
     early = max(6, cfg.posts // 4)
+    if not any(f.get("p", 0) for f in faults.values()):  # --intensity 0: a run without faults, on purpose
+        early = 2
     forced = rng.sample(range(2, early), min(early - 2, MIN_KILLS + 1))
-    schedule.stored[forced[0]] = StoredEvent(cut_s=rng.uniform(9.0, 12.0), long=True)
+    if forced:
+        schedule.stored[forced[0]] = StoredEvent(cut_s=rng.uniform(9.0, 12.0), long=True)
     for j in forced[1:]:
         schedule.stored[j].kill_poster = True
     at = 0.0

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from bench.chaos import ChaosConfig
+from bench.chaos import ChaosConfig, scaled
 from bench.chaos_check import MIN_KILLS
 from bench.chaos_faults import (
     SANDBOX_FAULTS,
@@ -41,6 +41,9 @@ def test_every_schedule_has_a_long_cut_and_enough_kills_early() -> None:
         cfg = ChaosConfig(posts=40, seed=seed, p_cut_after_post=0.0, p_kill_on_post=0.0)
         early = draw_schedule(cfg, cfg.sandbox_faults).stored[: max(6, cfg.posts // 4)]
         assert sum(e.long for e in early) >= 1 and sum(e.kill_poster for e in early) >= MIN_KILLS
+    calm = scaled(ChaosConfig(posts=40, seed=1), 0)  # --intensity 0 asks for no faults at all
+    assert draw_schedule(calm, calm.sandbox_faults).summary() == {"stored_cut": 0, "stored_cut_long": 0,
+                                                                  "stored_kill": 0}
 
 
 def test_unknown_faults_are_left_out_until_the_sandbox_knows_them() -> None:
