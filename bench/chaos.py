@@ -700,8 +700,8 @@ class SideRunner:
         `why` is counted when it is reaped."""
         if w.killed:
             return
+        w.killed = why  # first: the main loop may reap the process the moment it dies (kills come from the sandbox thread)
         kill_tree(w.proc.pid)
-        w.killed = why
 
     def kill_on_post(self, event: Any) -> bool:
         """Sandbox hook, called the instant a tweet is stored (before its response leaves): when the schedule

@@ -109,7 +109,7 @@ def draw_schedule(cfg: Any, faults: dict[str, dict[str, Any]]) -> FaultSchedule:
             event.long = rng.random() < cfg.p_long_cut
             event.cut_s = rng.uniform(9.0, 12.0) if event.long else rng.uniform(0.3, 2.0)
         schedule.stored.append(event)
-    early = max(6, cfg.posts // 4)
+    early = max(8, cfg.posts // 10)  # within the first stored posts: a loaded machine stores few while faults are on
     if not any(f.get("p", 0) for f in faults.values()):  # --intensity 0: a run without faults, on purpose
         early = 2
     forced = rng.sample(range(2, early), min(early - 2, MIN_KILLS + 1))
