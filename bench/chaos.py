@@ -1070,6 +1070,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = scaled(cfg, args.intensity)
     sides = ["pipeline", "baseline"] if args.sides == "both" else [args.sides]
     started = time.monotonic()
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     work = Path(tempfile.mkdtemp(prefix="chaos-"))
     (work / "config.json").write_text(json.dumps(asdict(cfg)))
     procs = {}
@@ -1087,6 +1088,7 @@ def main(argv: list[str] | None = None) -> int:
     out["seed"] = cfg.seed
     out["config"] = asdict(cfg)
     out["elapsed_s"] = round(time.monotonic() - started, 1)
+    out["load_average"] = {"start": load_at_start, "end": [round(x, 2) for x in os.getloadavg()]}
     out["details"] = {side: results[side]["details"] for side in sides}
     table = markdown(out)
     json_path = Path(args.json)
@@ -1102,7 +1104,8 @@ def main(argv: list[str] | None = None) -> int:
         if bad:
             print("chaos --check FAILED (pipeline): " + ", ".join(bad), file=sys.stderr)
             return 1
-        print("chaos --check passed: the pipeline side has no duplicate, loss, false failure or missing id")
+        print("chaos --check passed: the pipeline side has no duplicate, loss, false failure, missing id, unclear "
+              "item or broken thread, under enough faults to count")
     return 0
 
 
