@@ -5,6 +5,7 @@ it, a real sandbox issuing the new session)."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -116,3 +117,29 @@ def test_operator_relogs_only_the_account_an_alert_names(tmp_path: Path, sqlite_
                 assert conn.execute(sa.text("SELECT count(*) FROM alerts WHERE delivered")).scalar_one() == 2
         finally:
             operator.close()
+
+
+def test_the_poster_is_found_by_the_socket_its_request_came_from() -> None:
+    # Two processes connected to one server: the request's client port names exactly one of them.
+    from bench.chaos_faults import owns_socket, socket_inodes
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    hold = "import socket, sys, time; s = socket.create_connection(('127.0.0.1', int(sys.argv[1]))); time.sleep(60)"
+    procs = [subprocess.Popen([sys.executable, "-c", hold, str(port)]) for _ in range(2)]
+    peers: list[tuple[socket.socket, int]] = []
+    try:
+        for _ in procs:
+            conn, (_, peer_port) = server.accept()
+            peers.append((conn, peer_port))
+        owners = [[owns_socket(process_tree(p.pid), socket_inodes(peer_port, port)) for p in procs]
+                  for _, peer_port in peers]
+        assert sorted(owners) == [[False, True], [True, False]]  # each connection has one owner, a different one
+        assert socket_inodes(1, port) == set()
+    finally:
+        for p in procs:
+            kill_tree(p.pid)
+            p.wait(10)
+        for conn, _ in peers:
+            conn.close()
+        server.close()
