@@ -137,8 +137,8 @@ class ScheduledFaults:
     def __init__(self, schedule: FaultSchedule, faults: dict[str, dict[str, Any]]) -> None:
         known, self.page_names = known_sandbox_faults()
         self.schedule = schedule
-        self.params = {n: {**known[n], **{k: v for k, v in f.items() if k != "p"}} for n, f in faults.items()
-                       if n in known}
+        # With "p" kept in: a fault without params must still come back truthy (the sandbox tests `if roll(...)`).
+        self.params = {n: {**known[n], **f} for n, f in faults.items() if n in known}
         self.active = True
         self.fired: Counter[str] = Counter()
         self.now: set[str] = set()

@@ -143,3 +143,22 @@ def test_the_poster_is_found_by_the_socket_its_request_came_from() -> None:
         for conn, _ in peers:
             conn.close()
         server.close()
+
+
+def test_scheduled_faults_take_effect_in_a_real_sandbox() -> None:
+    # What is counted as fired must have happened: a 5xx answers 503, an expired session 401 from then on.
+    from sandbox.client import SandboxAdmin
+    from sandbox.server import SandboxServer
+    from tests.test_sandbox import _raw_post
+
+    cfg = ChaosConfig(posts=4, seed=2)
+    chosen = {"post_error_5xx": {"p": 1.0}}
+    with SandboxServer(host="127.0.0.1", port=0) as server:
+        state = SandboxAdmin(server.url).create_account("chaos_a")
+        for faults_on, expected in ((chosen, 503), ({"session_expired": {"p": 1.0}}, 401)):
+            faults = ScheduledFaults(draw_schedule(cfg, faults_on), faults_on)
+            server.store.faults.roll = faults.roll
+            faults.next_post()
+            assert _raw_post(server.url, state, f"faulted {expected}")[0] == expected
+            assert sum(faults.fired.values()) == 1
+        assert SandboxAdmin(server.url).tweets() == []
