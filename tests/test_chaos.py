@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.chaos import ChaosConfig, make_plan, scaled
 from bench.chaos_check import check as check_against_plan
 from bench.chaos_check import failures_of
+from bench.chaos_plan import ChaosConfig, make_plan, scaled
 
 
 def check(items: list[dict[str, Any]], truth: list[dict[str, Any]], plan: list[dict[str, Any]] | None = None) -> Any:

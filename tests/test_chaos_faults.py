@@ -12,7 +12,6 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from bench.chaos import ChaosConfig, scaled
 from bench.chaos_check import MIN_KILLS
 from bench.chaos_faults import (
     SANDBOX_FAULTS,
@@ -22,6 +21,7 @@ from bench.chaos_faults import (
     kill_tree,
     process_tree,
 )
+from bench.chaos_plan import ChaosConfig, scaled
 from tests.waiting import wait_until
 
 
