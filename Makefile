@@ -49,7 +49,7 @@ ui: venv browser instance
 CHAOS_JSON ?= bench/results/chaos.json
 CHAOS_ARGS ?=
 chaos: venv browser postgres
-	$(BIN)/python bench/chaos.py --posts 200 --seed 7 --json $(CHAOS_JSON) --check $(CHAOS_ARGS)
+	$(BIN)/python bench/chaos.py --posts 200 --json $(CHAOS_JSON) --check $(CHAOS_ARGS)
 
 bench: venv browser postgres
 	bash scripts/bench_all.sh

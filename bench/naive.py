@@ -8,7 +8,8 @@ fault schedule as the pipeline and put both sets of numbers side by side:
   only afterwards are the tweet ids written to the model's own table (`naive_items`);
 - any failure -> retry the post: a timeout after the click, a 5xx, a rate limit, an expired session and a
   failed database save all look alike; the whole item (a thread from its first part) is posted again, up
-  to MAX_TRIES times, then the item is marked `failed` with the last error;
+  up to PIPELINE_MAX_ATTEMPTS times (the pipeline's own limit, so both sides get the same tries), then the
+  item is marked `failed` with the last error;
 - one breaker for all posting (pybreaker's defaults): 5 consecutive failures of any kind open it for 60 s;
   the first call after that is a trial whose failure re-opens it. The model keeps the breaker in its table
   so that every worker process shares it (the predecessor was one long-lived process);
@@ -32,7 +33,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 APPLICATION_NAME = "naive-baseline"
-MAX_TRIES = 3
 BREAKER_FAILURES = 5
 BREAKER_OPEN_S = 60
 RETRY_PAUSE_S = 0.5
@@ -157,10 +157,10 @@ def _set(engine: Engine, item_id: int, **values: Any) -> None:
                      {"id": item_id, **values})
 
 
-def post_item(engine: Engine, breaker: SharedBreaker, client: Any, item: dict[str, Any]) -> bool:
+def post_item(engine: Engine, breaker: SharedBreaker, client: Any, item: dict[str, Any], tries: int) -> bool:
     """Post, then save; any failure retries the post. Returns False when the breaker stops all posting."""
     last: Exception | None = None
-    for _ in range(MAX_TRIES):
+    for _ in range(tries):
         if not breaker.allowed():
             try:
                 _set(engine, item["id"], state="pending")
@@ -212,7 +212,7 @@ def run_worker(accounts: list[str] | None = None) -> dict[str, int]:
                 item = claim(engine, handle)
                 if item is None:
                     break
-                if not post_item(engine, breaker, client, item):
+                if not post_item(engine, breaker, client, item, settings.max_attempts):
                     return stats
                 stats["posted"] += 1
     return stats

@@ -1,12 +1,21 @@
-"""The chaos harness: its checker on constructed histories (it must see what it claims to see) and its fault
-plan. The real run (200 items under every fault kind, judged by the sandbox's ground truth) is `make chaos`,
-which `make test` runs after this suite."""
+"""The chaos harness: its checker on constructed histories (it must see what it claims to see), its gate, its
+fault schedule, and its process kills and operator on real processes and a real sandbox. The real run (200
+items under every fault kind, judged by the sandbox's ground truth) is `make chaos`, which `make test` runs after
+this suite."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from bench.chaos import ChaosConfig, check, failures_of, make_plan, scaled
+from bench.chaos_check import check as check_against_plan
+from bench.chaos_check import failures_of
+from bench.chaos_plan import ChaosConfig, make_plan, scaled
+
+
+def check(items: list[dict[str, Any]], truth: list[dict[str, Any]], plan: list[dict[str, Any]] | None = None) -> Any:
+    """The checker with the plan the items were made from (the harness's own record)."""
+    plan = plan if plan is not None else [{"id": i["id"], "account": i["account"], "parts": i["parts"]} for i in items]
+    return check_against_plan(plan, items, truth)
 
 
 def tweet(tid: int, account: str, text: str, in_reply_to: int | None = None) -> dict[str, Any]:
@@ -23,17 +32,20 @@ def item(iid: int, parts: list[str], state: str = "posted", ids: list[int] | Non
 def clean_history() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     items = [item(1, ["one"], ids=[10]), item(2, ["two, part 1", "two, part 2"], ids=[11, 12]),
              item(3, ["three"], state="failed", reason="X rejected part 1: too long")]
+    items[2]["error_class"] = "rejected"
     truth = [tweet(10, "a", "one"), tweet(11, "a", "two, part 1"), tweet(12, "a", "two, part 2", in_reply_to=11)]
     return items, truth
 
 
+GATED = ("duplicates", "lost", "false_failures", "missing_tweet_ids", "unexpected", "unknown_left", "broken_threads")
+
+
 def counts(items: list[dict[str, Any]], truth: list[dict[str, Any]]) -> dict[str, int]:
     v = check(items, truth)
-    return {k: getattr(v, k) for k in ("duplicates", "lost", "false_failures", "missing_tweet_ids", "unexpected",
-                                       "unknown_left")}
+    return {k: getattr(v, k) for k in GATED}
 
 
-ZERO = {"duplicates": 0, "lost": 0, "false_failures": 0, "missing_tweet_ids": 0, "unexpected": 0, "unknown_left": 0}
+ZERO = dict.fromkeys(GATED, 0)
 
 
 def test_a_clean_history_has_no_anomalies() -> None:
@@ -106,19 +118,68 @@ def test_unexpected_posts_and_unclear_items_are_counted() -> None:
     truth.append(tweet(31, "a", "four"))
     c = counts(items, truth)
     assert c["unexpected"] == 1 and c["unknown_left"] == 2 and c["lost"] == 0
+    assert c["false_failures"] == 1  # needs_review without a content rejection counts against us
 
 
-def test_broken_thread_chain_is_reported() -> None:
+def test_giving_up_without_a_content_rejection_is_a_false_failure() -> None:
+    items, truth = clean_history()
+    items.append(item(4, ["four"], state="failed", reason="8 transient failures"))
+    items.append(item(5, ["five"], state="failed", reason="X rejected it", account="a"))
+    items[-1]["error_class"] = "rejected"
+    v = check(items, truth)
+    assert v.false_failures == 1 and v.details["false_failures_ids"] == [4]
+
+
+def test_expected_items_come_from_the_plan_not_the_database() -> None:
+    items, truth = clean_history()
+    plan = [{"id": i["id"], "account": i["account"], "parts": i["parts"]} for i in items]
+    plan.append({"id": 4, "account": "a", "parts": ["four"]})  # planned, but the database never got it
+    v = check(items, truth, plan)
+    assert v.lost == 1 and v.details["absent_from_database_ids"] == [4] and v.posts == 4
+    items.append(item(9, ["stray"], state="posted", ids=[40]))  # a row nobody planned does not explain a post
+    truth.append(tweet(40, "a", "stray"))
+    v = check(items, truth, plan)
+    assert v.unexpected == 1 and v.details["items_in_database_not_planned"] == [9]
+
+
+def test_broken_thread_chain_is_gated_with_or_without_recorded_ids() -> None:
     items, truth = clean_history()
     truth[2]["in_reply_to"] = None  # part 2 posted, but not as a reply to part 1
-    assert check(items, truth).details["broken_threads"] == [2]
+    v = check(items, truth)
+    assert v.broken_threads == 1 and v.details["broken_threads_ids"] == [2]
+    items[1]["tweet_ids"] = []  # ids lost: the chain is judged from the platform alone
+    assert check(items, truth).broken_threads == 1
+    truth[2]["in_reply_to"] = "11"
+    assert check(items, truth).broken_threads == 0
+    assert failures_of({**ZERO, "broken_threads": 1, "max_connections": 1}, PROVING)[0] == "broken_threads=1"
+
+
+def test_a_text_altered_on_the_way_is_reported() -> None:
+    items, truth = clean_history()
+    items.append(item(4, ["four\n\nlines"], ids=[14]))
+    truth.append(tweet(14, "a", "four lines"))  # the same post to the platform's eye, but the breaks are gone
+    v = check(items, truth)
+    assert v.details["texts_altered_ids"] == [4] and v.duplicates == 0 and v.lost == 0
+
+
+PROVING = {"connection_bound": 45, "quiet": True, "post_ops_faulted_share_while_faults_on": 0.4,
+           "faults_by_kind": {"cut_after_post_long": 1, "sigkill": 3}}
 
 
 def test_check_failures_name_every_problem() -> None:
-    metrics = {"duplicates": 1, "lost": 0, "false_failures": 2, "missing_tweet_ids": 0, "unexpected": 0,
-               "unknown_left": 0, "max_connections": 50}
-    assert failures_of(metrics, {"connection_bound": 45, "quiet": False}) == [
+    metrics = {**ZERO, "duplicates": 1, "false_failures": 2, "max_connections": 50}
+    assert failures_of(metrics, {**PROVING, "quiet": False}) == [
         "duplicates=1", "false_failures=2", "max_connections=50 > bound 45", "queue not quiet before the limit"]
+
+
+def test_a_run_with_too_few_faults_fails_as_not_proving_anything() -> None:
+    metrics = {**ZERO, "max_connections": 1}
+    assert failures_of(metrics, PROVING) == []
+    gentle = {**PROVING, "post_ops_faulted_share_while_faults_on": 0.29, "faults_by_kind": {"sigkill": 2}}
+    assert failures_of(metrics, gentle) == [
+        "not proving anything: only 29% of CreateTweet requests faulted while faults were on (< 30%)",
+        "not proving anything: no long database cut (past the confirm retries)",
+        "not proving anything: only 2 workers killed (< 3)"]
 
 
 def test_plan_is_seeded_and_texts_are_unique_per_account() -> None:
@@ -128,4 +189,9 @@ def test_plan_is_seeded_and_texts_are_unique_per_account() -> None:
     keys = [(p.account, part) for p in plan for part in p.parts]
     assert len(keys) == len(set(keys))
     assert any(p.offset_s is None for p in plan) and any(len(p.parts) > 1 for p in plan)
-    assert scaled(cfg, 0).p_stall == 0 and scaled(cfg, 2).p_stall == min(1.0, 2 * cfg.p_stall)
+    stall = cfg.sandbox_faults["post_commit_stall"]["p"]
+    assert scaled(cfg, 0).sandbox_faults["post_commit_stall"]["p"] == 0
+    assert scaled(cfg, 2).sandbox_faults["post_commit_stall"]["p"] == min(1.0, 2 * stall)
+    texts = "".join(part for p in plan for part in p.parts)
+    for mark in ("\n", "https://", "@chaos_friend", "\U0001F680"):
+        assert mark in texts, mark

@@ -117,7 +117,12 @@ def test_dst_transitions_quiet_hours_and_local_days(base: datetime, minutes: int
     rules = SlotRules(posts_per_hour=3, posts_per_day=10, min_spacing_min=10,
                       quiet_hours=frozenset({quiet_start, quiet_start + 1}), jitter_min=5)
     new = plan_slots([], now, 40, rules, tz, random.Random(seed))
+    assert len(new) == 40  # every slot asked for was made, across the 23- or 25-hour day
     check_slots(new, [], now, rules, tz)
+    per_day = Counter(t.astimezone(ZoneInfo(tz)).date() for t in new)
+    days = sorted(per_day)
+    # Earliest first: every local day between the first and the last is filled to its cap, short or long.
+    assert all(per_day[d] == rules.posts_per_day for d in days[1:-1]), per_day
 
 
 def test_fall_back_repeated_hour_is_quiet_both_times() -> None:

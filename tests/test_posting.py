@@ -22,6 +22,7 @@ from pipeline.breaker import Breaker
 from pipeline.posting import ConfirmationJournalled, journal_for
 from sandbox.dbproxy import FaultProxy
 from tests.fixtures_world import World, make_settings
+from tests.waiting import wait_until
 
 
 def item(w: World, item_id: int) -> queue.Item:
@@ -217,23 +218,46 @@ def test_worker_killed_between_click_and_confirm_is_reconciled_by_the_next_run(
         worker.wait(10)
     assert item(world, item_id).state == "posting"  # the intent survived the kill
     world.sandbox.clear_faults()
-    time.sleep(3.2)  # the dead worker's lease runs out
+    wait_until(lambda: lease_ran_out(world, item_id), 30, "the dead worker's lease to run out")
     report = world.post()
     final = item(world, item_id)
     assert final.state == "posted" and final.tweet_ids == [world.truth()[0]["id"]]
     assert report.reconciled == 1 and len(world.truth()) == 1
 
 
-def _cut_when_stored(w: World, proxy: FaultProxy, restore_after_s: float | None) -> threading.Thread:
-    def watch() -> None:
-        while not w.truth():
-            time.sleep(0.02)
-        proxy.cut()  # X stored the post; its response is still on the way: the DB dies now
-        if restore_after_s is not None:
-            time.sleep(restore_after_s)
-            proxy.restore()
+def lease_ran_out(w: World, item_id: int) -> bool:
+    """The item's lease is over by the database's clock (the clock the next claim judges it by)."""
+    from pipeline.db import db_now
 
-    thread = threading.Thread(target=watch, daemon=True)
+    lease = item(w, item_id).lease_expires_at
+    with w.engine.connect() as conn:
+        return lease is None or lease <= db_now(conn)
+
+
+class CutWhenStored(threading.Thread):
+    """Cuts the database the instant X has stored the post (its response still on the way); gives up after
+    `timeout_s` and says so in `timed_out`, so a post that never comes fails the test instead of hanging it."""
+
+    def __init__(self, w: World, proxy: FaultProxy, restore_after_s: float | None, timeout_s: float = 60) -> None:
+        super().__init__(daemon=True)
+        self.w, self.proxy, self.restore_after_s, self.timeout_s = w, proxy, restore_after_s, timeout_s
+        self.timed_out = False
+
+    def run(self) -> None:
+        deadline = time.monotonic() + self.timeout_s
+        while not self.w.truth():
+            if time.monotonic() >= deadline:
+                self.timed_out = True
+                return
+            time.sleep(0.02)
+        self.proxy.cut()
+        if self.restore_after_s is not None:
+            time.sleep(self.restore_after_s)  # the length of the outage itself, not a wait for something
+            self.proxy.restore()
+
+
+def _cut_when_stored(w: World, proxy: FaultProxy, restore_after_s: float | None) -> CutWhenStored:
+    thread = CutWhenStored(w, proxy, restore_after_s)
     thread.start()
     return thread
 
@@ -245,6 +269,7 @@ def test_database_lost_after_post_then_back_saves_the_id_without_a_repost(proxie
     watcher = _cut_when_stored(w, proxy, restore_after_s=2.5)
     w.post()
     watcher.join()
+    assert not watcher.timed_out, "the post was never stored"
     final = item(w, item_id)
     assert final.state == "posted" and final.tweet_ids == [w.truth()[0]["id"]]
     assert len(w.truth()) == 1 and journal_for(w.settings).pending() == []
@@ -261,10 +286,14 @@ def test_database_down_for_the_whole_run_journals_the_id_and_the_next_run_record
     with pytest.raises(ConfirmationJournalled, match="journal"):
         w.post()
     watcher.join()
+    assert not watcher.timed_out, "the post was never stored"
     journal = journal_for(w.settings)
     pending = journal.pending()
     assert [e["tweet_id"] for e in pending] == [w.truth()[0]["id"]]
     assert oct(journal.path.stat().st_mode & 0o777) == "0o600"
+    # On disk: one JSON line per confirmation, naming the item and the tweet, readable without our code.
+    lines = [json.loads(line) for line in journal.path.read_text().splitlines() if line.strip()]
+    assert [(e["item_id"], e["tweet_id"]) for e in lines] == [(item_id, w.truth()[0]["id"])]
     proxy.restore()
     w.sandbox.clear_faults()
     report = w.post()
@@ -273,4 +302,3 @@ def test_database_down_for_the_whole_run_journals_the_id_and_the_next_run_record
     assert final.state == "posted" and final.tweet_ids == [pending[0]["tweet_id"]]
     texts = [t["text"] for t in w.truth()]
     assert texts.count("The database stayed down") == 1 and "Must wait for the journal" in texts
-    assert json.loads(json.dumps(pending))  # entries are plain JSON lines

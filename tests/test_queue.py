@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -15,6 +14,7 @@ from pipeline import schema as s
 from pipeline.content import make_draft
 from pipeline.db import db_now, get_engine
 from tests.clock import frozen_engine
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -42,11 +42,13 @@ def test_item_due_exactly_at_database_now_is_claimed_and_one_microsecond_later_i
     engine = get_engine(db_url)
     exactly = _enqueue_at(engine, "due exactly now", INSTANT)
     later = _enqueue_at(engine, "one microsecond later", INSTANT + timedelta(microseconds=1))
+    earlier = _enqueue_at(engine, "one microsecond earlier", INSTANT - timedelta(microseconds=1))
     frozen = frozen_engine(db_url, INSTANT)
     try:
-        claimed = q.claim(frozen, alice)
-        assert claimed is not None and claimed.id == exactly
-        assert q.claim(frozen, alice) is None
+        first, second = q.claim(frozen, alice), q.claim(frozen, alice)
+        assert first is not None and first.id == earlier  # -1 µs: due, and the earliest
+        assert second is not None and second.id == exactly
+        assert q.claim(frozen, alice) is None  # +1 µs: not yet
         assert q.get_item(engine, later).state == s.QUEUED
     finally:
         frozen.dispose()
@@ -82,8 +84,8 @@ def test_future_item_not_claimed_then_claimed_once_due(engine: sa.Engine, alice:
     now = _now(engine)
     item_id = _enqueue_at(engine, "soon", now + timedelta(seconds=1))
     assert q.claim(engine, alice) is None
-    time.sleep(1.1)
-    assert q.claim(engine, alice).id == item_id
+    claimed = wait_until(lambda: q.claim(engine, alice), 10, "the item to become due")
+    assert claimed.id == item_id and _now(engine) >= now + timedelta(seconds=1)
 
 
 def test_non_utc_session_time_zone_and_offsets_change_nothing(db_url: str, alice: str) -> None:
@@ -200,7 +202,8 @@ def test_lease_expiry_requeues_claimed_but_turns_started_attempts_unknown(engine
     assert q.claim(engine, alice, lease_s=0.001, worker="w1").id == claimed_only
     assert q.claim(engine, alice, lease_s=60, worker="w2").id == started
     q.start_attempt(engine, started, 0, "w2", lease_s=0.001)
-    time.sleep(0.05)
+    leases = [q.get_item(engine, i).lease_expires_at for i in (claimed_only, started)]
+    wait_until(lambda: _now(engine) > max(leases), 10, "both leases to run out on the database clock")
     assert q.expire_leases(engine) == {"requeued": 1, "unknown": 1}
     assert q.get_item(engine, claimed_only).state == s.QUEUED
     assert q.get_item(engine, started).state == s.UNKNOWN  # never queued: the post may be live

@@ -24,6 +24,7 @@ from sandbox.engagement import engagement
 from sandbox.faults import FaultConfigError, parse_faults
 from sandbox.server import SandboxServer
 from sandbox.state import Store
+from tests.waiting import wait_until
 
 HANDLE = "alice"
 ID_RE = re.compile(r"^[0-9]{19}$")
@@ -509,15 +510,17 @@ def test_stop_is_not_blocked_by_a_stalled_post() -> None:
         target=lambda: outcome.append(_try(lambda: _raw_post(server.url, state, "held", 30)))
     )
     worker.start()
-    deadline = time.monotonic() + 5
-    while not admin.tweets() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert [t["text"] for t in admin.tweets()] == ["held"]
+    stored = wait_until(admin.tweets, 5, "the held post to be stored")
+    assert [t["text"] for t in stored] == ["held"]
     start = time.monotonic()
     server.stop()
     assert time.monotonic() - start < 5
     worker.join(10)
     assert not worker.is_alive()
+    # The held response is released, not dropped: the client learns the id X stored.
+    assert len(outcome) == 1 and not isinstance(outcome[0], Exception), outcome
+    status, body = outcome[0]
+    assert status == 200 and body["data"]["create_tweet"]["tweet_results"]["result"]["rest_id"] == stored[0]["id"]
 
 
 def _try(fn: Any) -> Any:
