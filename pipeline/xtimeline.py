@@ -43,15 +43,21 @@ class TimelinePost:
     created_at: datetime | None
     in_reply_to: str | None = None
     exact: bool = True
+    pinned: bool = False
 
 
 @dataclass(frozen=True)
 class TimelinePage:
-    """What one timeline response held: this account's posts, the bottom cursor, and any entries at all."""
+    """What one timeline response held: this account's posts, the bottom cursor, how many entries and how
+    many of them held posts, and the time of the oldest entry in timeline order (pinned entry excluded; a
+    conversation module counts at its newest post, which is where it sits in the timeline)."""
 
     posts: list[TimelinePost]
     bottom_cursor: str | None
     entries: int
+    tweet_entries: int = 0
+    oldest_entry_at: datetime | None = None
+    readable: bool = True  # False when the body held no timeline at all (an error, a changed shape)
 
 
 # ------------------------------------------------------------------------------------------ parsing
@@ -88,13 +94,14 @@ def _instructions(body: Any) -> list[Mapping[str, Any]]:
     return found
 
 
-def _entries(instructions: list[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
+def _entries(instructions: list[Mapping[str, Any]]) -> Iterator[tuple[Mapping[str, Any], bool]]:
+    """(entry, pinned) for every entry of the response."""
     for instruction in instructions:
         if isinstance(instruction.get("entry"), Mapping):  # TimelinePinEntry, TimelineReplaceEntry
-            yield instruction["entry"]
+            yield instruction["entry"], instruction.get("type") == "TimelinePinEntry"
         for entry in instruction.get("entries") or []:
             if isinstance(entry, Mapping):
-                yield entry
+                yield entry, False
 
 
 def _tweet_results(entry: Mapping[str, Any]) -> Iterator[Any]:
@@ -168,25 +175,35 @@ def parse_timeline(body: Any, handle: str) -> TimelinePage:
     posts: list[TimelinePost] = []
     seen: set[str] = set()
     cursor: str | None = None
-    entries = 0
-    for entry in _entries(_instructions(body)):
+    entries = tweet_entries = 0
+    oldest: datetime | None = None
+    instructions = _instructions(body)
+    for entry, pinned in _entries(instructions):
         entries += 1
         cursor = _bottom_cursor(entry) or cursor
+        newest_here: datetime | None = None
         for raw in _tweet_results(entry):
             tweet = unwrap(raw)
             if tweet is None or not tweet.get("rest_id"):
                 continue
+            legacy = tweet.get("legacy") or {}
+            created = parse_created_at(legacy.get("created_at"))
+            if created is not None and (newest_here is None or created > newest_here):
+                newest_here = created
             author = screen_name(tweet)
             if author is None or author.casefold() != wanted or str(tweet["rest_id"]) in seen:
                 continue
             seen.add(str(tweet["rest_id"]))
-            legacy = tweet.get("legacy") or {}
             posts.append(TimelinePost(
-                tweet_id=str(tweet["rest_id"]), text=post_text(tweet),
-                created_at=parse_created_at(legacy.get("created_at")),
-                in_reply_to=legacy.get("in_reply_to_status_id_str") or None,
+                tweet_id=str(tweet["rest_id"]), text=post_text(tweet), created_at=created,
+                in_reply_to=legacy.get("in_reply_to_status_id_str") or None, pinned=pinned,
             ))
-    return TimelinePage(posts=posts, bottom_cursor=cursor, entries=entries)
+        if newest_here is not None:
+            tweet_entries += 1
+            if not pinned and (oldest is None or newest_here < oldest):
+                oldest = newest_here
+    return TimelinePage(posts=posts, bottom_cursor=cursor, entries=entries, tweet_entries=tweet_entries,
+                        oldest_entry_at=oldest, readable=bool(instructions))
 
 
 # ------------------------------------------------------------------------------------------ matching

@@ -1,6 +1,10 @@
 """The X web client: drives one Playwright page of one logged-in account. Knows nothing of the database.
 
+- Text is typed as key events (Draft.js ignores text that did not arrive as input), and the CreateTweet
+  request's `variables.tweet_text` is compared with the intended text before the response is trusted.
 - The tweet id comes from the `CreateTweet` network response, never from polling the DOM.
+- The account's own posts are read from the timeline's GraphQL responses the page loads (`pipeline.xtimeline`
+  parses them); only when none arrives is the text rebuilt from the DOM (marked inexact).
 - Every failure leaves as a typed error from `pipeline.failures`, with the one distinction that matters:
   did the request leave the browser? Before it did, the error is `NothingSent` (safe to retry); after, a
   timeout or crash is `OutcomeUnknown` (reconcile, never re-post).
@@ -10,24 +14,29 @@
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass
-from datetime import UTC, datetime
+import time
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from pipeline.content import text_fingerprint
 from pipeline.failures import (
     AuthFailed,
     NothingSent,
     OutcomeUnknown,
     PostRejected,
+    TextMismatch,
     UiChanged,
     XError,
+    created_rest_id,
     graphql_error,
 )
+from pipeline.xtimeline import TIMELINE_OPERATIONS, TimelinePost, parse_created_at, parse_timeline
 
 SELECTORS: dict[str, tuple[str, ...]] = {
     "compose_box": ('[data-testid="tweetTextarea_0"]', 'div[role="textbox"][contenteditable="true"]'),
@@ -37,26 +46,52 @@ SELECTORS: dict[str, tuple[str, ...]] = {
     "overlay_close": ('[data-testid="app-bar-close"]', '[data-testid="confirmationSheetCancel"]', '[data-testid="mask"]'),
     "tweet": ('article[data-testid="tweet"]',),
     "error_region": ('[aria-live="assertive"]',),
+    "not_found": ('[data-testid="error-detail"]', '[data-testid="emptyState"]'),
 }
 LOGIN_PATH = "/i/flow/login"
 CREATE_TWEET = re.compile(r"/i/api/graphql/[^/]+/CreateTweet")
+TIMELINE = re.compile(r"/i/api/graphql/[^/]+/(?:" + "|".join(TIMELINE_OPERATIONS) + r")(?:\?|$)")
 _COUNT = re.compile(r"(\d[\d,]*(?:\.\d+)?)([KMB])?(?![A-Za-z])")  # "1,234 Likes", "1.2K views"
+_GROUP_COUNT = re.compile(r"(\d[\d,]*(?:\.\d+)?[KMB]?)\s+([A-Za-z]+)")  # "4 replies, 30 likes, 2909 views"
+_COUNT_NAMES = {"reply": "replies", "replies": "replies", "repost": "retweets", "reposts": "retweets",
+                "retweet": "retweets", "retweets": "retweets", "like": "likes", "likes": "likes",
+                "bookmark": "bookmarks", "bookmarks": "bookmarks", "view": "views", "views": "views",
+                "quote": "quotes", "quotes": "quotes"}
+_GONE = re.compile(r"doesn.t exist|was deleted|has been deleted|is unavailable|no longer available", re.IGNORECASE)
+CLOCK_SLACK = timedelta(minutes=5)  # X's clock and ours differ: a post cannot predate our intent by more
+MAX_TIMELINE_PAGES = 12
 
-_READ_TIMELINE_JS = """() => Array.from(document.querySelectorAll('article[data-testid="tweet"]')).map(a => {
-  const text = a.querySelector('[data-testid="tweetText"]');
-  const link = a.querySelector('a[href*="/status/"]');
+# Rebuild each visible post's text the way it was written: text nodes, emoji from img[alt], and a link's
+# hidden spans (textContent keeps them); the permalink is the one around the post's <time>.
+_READ_DOM_TIMELINE_JS = """(handle) => Array.from(document.querySelectorAll('article[data-testid="tweet"]')).map(a => {
+  const box = a.querySelector('[data-testid="tweetText"]');
+  const walk = (node) => {
+    if (node.nodeType === Node.TEXT_NODE) return node.data;
+    if (node.nodeType !== Node.ELEMENT_NODE) return '';
+    if (node.tagName === 'IMG') return node.getAttribute('alt') || '';
+    if (node.tagName === 'BR') return '\\n';
+    return Array.from(node.childNodes).map(walk).join('');
+  };
   const time = a.querySelector('time');
-  return {text: text ? text.innerText : '', href: link ? link.getAttribute('href') : '',
-          time: time ? time.getAttribute('datetime') : null};
+  const link = time ? time.closest('a') : null;
+  const social = a.querySelector('[data-testid="socialContext"]');
+  return {text: box ? walk(box) : '', href: link ? link.getAttribute('href') : '',
+          time: time ? time.getAttribute('datetime') : null,
+          pinned: !!(social && /pinned/i.test(social.textContent || ''))};
 })"""
 
-_READ_COUNTS_JS = """() => {
-  const art = document.querySelector('article[data-testid="tweet"]');
-  if (!art) return null;
-  const label = (sel) => { const el = art.querySelector(sel); return el ? el.getAttribute('aria-label') : null; };
-  return {replies: label('[data-testid="reply"]'), retweets: label('[data-testid="retweet"]'),
-          likes: label('[data-testid="like"]'), bookmarks: label('[data-testid="bookmark"]'),
-          views: label('a[href$="/analytics"]')};
+# The focal post of a status page is the article whose permalink is the status id (parents come first).
+_READ_COUNTS_JS = """(tweetId) => {
+  const gone = document.querySelector('[data-testid="error-detail"], [data-testid="emptyState"]');
+  for (const art of document.querySelectorAll('article[data-testid="tweet"]')) {
+    const own = Array.from(art.querySelectorAll('a[href*="/status/"]')).some(
+      (l) => new RegExp('/status/' + tweetId + '(?:[/?#]|$)').test(l.getAttribute('href') || ''));
+    if (!own) continue;
+    const group = art.querySelector('[role="group"][aria-label]');
+    return {found: true, label: group ? group.getAttribute('aria-label') : null};
+  }
+  return {found: false, gone: gone ? (gone.textContent || 'gone') : null,
+          text: (document.querySelector('[data-testid="primaryColumn"]') || document.body).innerText.slice(0, 500)};
 }"""
 
 
@@ -65,15 +100,20 @@ def either(name: str) -> str:
     return ", ".join(SELECTORS[name])
 
 
-@dataclass(frozen=True)
-class TimelinePost:
-    tweet_id: str
-    text: str
-    created_at: datetime | None
+class TimelineUnreadable(NothingSent):
+    """The timeline could not be read (no response, no posts): never evidence that a post is absent."""
 
-    @property
-    def fingerprint(self) -> str:
-        return text_fingerprint(self.text)
+
+@dataclass(frozen=True)
+class TimelineRead:
+    """The account's posts as read back; `complete` when reading reached back past `not_before` or the
+    timeline's end, so a post missing from `posts` is really not there. `exact` is False for DOM text."""
+
+    posts: list[TimelinePost]
+    complete: bool
+    exact: bool = True
+    pages: int = 1
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -84,6 +124,16 @@ class Engagement:
     bookmarks: int
     views: int
     quotes: int = 0
+
+
+def parse_group_label(label: str | None) -> dict[str, int]:
+    """The action bar's aria-label ("4 replies, 30 likes, 1 bookmark, 2909 views") as counts by name."""
+    counts: dict[str, int] = {}
+    for number, word in _GROUP_COUNT.findall(label or ""):
+        name = _COUNT_NAMES.get(word.lower())
+        if name is not None:
+            counts[name] = parse_count(number)
+    return counts
 
 
 def parse_count(label: str | None) -> int:
@@ -158,32 +208,57 @@ class XWebClient:
     # ------------------------------------------------------------------ posting
 
     def post(self, text: str, in_reply_to: str | None = None) -> str:
-        """Publish one post (a reply when `in_reply_to` is set) and return its tweet id (`rest_id`)."""
+        """Publish one post (a reply when `in_reply_to` is set) and return its tweet id (`rest_id`).
+
+        Raises TextMismatch (with the id of any post X made) when the request carried other text than `text`."""
         # X redirects /i/status/<id> to the canonical /<author>/status/<id>, whose reply box we use.
         self._goto(f"/i/status/{in_reply_to}" if in_reply_to else "/home")
         self._dismiss_overlays()
         box = self._find("compose_box", self.nav_timeout_ms)
         button = self._find("post_button", min(self.nav_timeout_ms, 10_000))
-        try:
-            box.click(timeout=5000)
-            box.fill(text, timeout=5000)
-        except PlaywrightError as exc:
-            raise NothingSent(f"could not type into the composer: {_first_line(exc)}") from exc
+        intended = unicodedata.normalize("NFC", text)
+        self._type(box, intended)
 
-        sent: list[bool] = []
+        sent: list[Any] = []
 
         def on_request(request: Any) -> None:
             if request.method == "POST" and CREATE_TWEET.search(request.url):
-                sent.append(True)
+                sent.append(request)
 
         self.page.on("request", on_request)
         try:
             response = self._click_and_wait(button, sent)
         finally:
             self.page.remove_listener("request", on_request)
-        return self._read_created(response, text)
+        typed = _tweet_text(sent[-1]) if sent else None
+        if typed is not None and unicodedata.normalize("NFC", typed) != intended:
+            self._raise_mismatch(response, intended, typed)
+        return self._read_created(response)
 
-    def _click_and_wait(self, button: Any, sent: list[bool]) -> Any:
+    def _type(self, box: Any, text: str) -> None:
+        """Type as a person does: key events per line, Enter between lines (Draft.js ignores `fill`)."""
+        try:
+            box.click(timeout=5000)
+            for number, line in enumerate(text.split("\n")):
+                if number:
+                    self.page.keyboard.press("Enter")
+                if line:
+                    self.page.keyboard.type(line)
+        except PlaywrightError as exc:
+            raise NothingSent(f"could not type into the composer: {_first_line(exc)}") from exc
+
+    def _raise_mismatch(self, response: Any, intended: str, typed: str) -> None:
+        """The request carried other text: never a success. A post X made is reported with its id."""
+        try:
+            tweet_id = created_rest_id(response.json())
+        except Exception:  # noqa: BLE001 - no readable id: the outcome is unknown, reconciliation decides
+            tweet_id = None
+        detail = f"the composer sent {typed[:80]!r} instead of {intended[:80]!r}"
+        if tweet_id is None:
+            raise OutcomeUnknown(f"{detail}; no post id came back")
+        raise TextMismatch(f"{detail}; X made post {tweet_id}", sent_text=typed, tweet_id=tweet_id)
+
+    def _click_and_wait(self, button: Any, sent: list[Any]) -> Any:
         try:
             with self.page.expect_response(
                 lambda r: r.request.method == "POST" and bool(CREATE_TWEET.search(r.url)),
@@ -203,20 +278,22 @@ class XWebClient:
                 raise OutcomeUnknown(f"browser failed after the post was sent: {_first_line(exc)}") from exc
             raise NothingSent(f"browser failed before the post was sent: {_first_line(exc)}") from exc
 
-    def _read_created(self, response: Any, text: str) -> str:
+    def _read_created(self, response: Any) -> str:
+        """The request has left: anything but a clear id or a clear typed error is an unknown outcome."""
         try:
             body = response.json()
         except Exception as exc:  # noqa: BLE001 - any unreadable body after a sent request is an unknown outcome
-            if response.status >= 500:
-                raise NothingSent(f"X answered HTTP {response.status}") from exc
-            raise OutcomeUnknown(f"unreadable CreateTweet response (HTTP {response.status})") from exc
+            error = graphql_error(response.status, None, response.headers)
+            if isinstance(error, AuthFailed):
+                raise error from exc
+            raise OutcomeUnknown(f"CreateTweet answered HTTP {response.status} without JSON; the post may be live") from exc
         error = graphql_error(response.status, body, response.headers)
         if error is not None:
             raise error
-        try:
-            return str(body["data"]["create_tweet"]["tweet_results"]["result"]["rest_id"])
-        except (KeyError, TypeError) as exc:
-            raise OutcomeUnknown("CreateTweet answered without a rest_id") from exc
+        tweet_id = created_rest_id(body)
+        if tweet_id is None:
+            raise OutcomeUnknown("CreateTweet answered without a rest_id (empty tweet_results); the post may be live")
+        return tweet_id
 
     def _error_text(self) -> str:
         try:
@@ -227,56 +304,167 @@ class XWebClient:
 
     # ------------------------------------------------------------------ reading
 
-    def own_posts(self) -> list[TimelinePost]:
-        """The account's recent posts, replies included (for reconciliation). Raises on failure to read."""
-        self._goto(f"/{self.handle}/with_replies", timeout_ms=self.reconcile_timeout_ms)
-        try:
-            self.page.locator(either("logged_in")).first.wait_for(state="attached", timeout=self.reconcile_timeout_ms)
-            rows = self.page.evaluate(_READ_TIMELINE_JS)
-        except PlaywrightError as exc:
-            raise NothingSent(f"could not read @{self.handle}'s timeline: {_first_line(exc)}") from exc
-        posts = []
-        for row in rows:
-            match = re.search(r"/status/(\d+)", row.get("href") or "")
-            if not match:
-                continue
-            created = _parse_time(row.get("time"))
-            posts.append(TimelinePost(match.group(1), row.get("text") or "", created))
-        return posts
+    def read_timeline(self, not_before: datetime | None = None) -> TimelineRead:
+        """The account's own posts, replies included, read back far enough to judge absence.
 
-    def find_posts(self, fingerprints: set[str]) -> dict[str, list[TimelinePost]]:
-        """Timeline posts whose text matches one of the fingerprints (the account's own, newest first)."""
-        found: dict[str, list[TimelinePost]] = {}
-        for post in self.own_posts():
-            if post.fingerprint in fingerprints:
-                found.setdefault(post.fingerprint, []).append(post)
-        return found
+        Posts come from the `UserTweetsAndReplies` responses the page loads; the page is scrolled for older
+        pages until the oldest post predates `not_before` (less clock slack) or the timeline ends. Only when
+        no response arrives is the text rebuilt from the DOM. Raises TimelineUnreadable when nothing was read.
+        """
+        bodies: list[Any] = []
+
+        def on_response(response: Any) -> None:
+            if TIMELINE.search(response.url) and response.request.method == "GET":
+                bodies.append(response)
+
+        self.page.on("response", on_response)
+        try:
+            return self._read_timeline(bodies, not_before)
+        finally:
+            self.page.remove_listener("response", on_response)
+
+    def _read_timeline(self, responses: list[Any], not_before: datetime | None) -> TimelineRead:
+        self._goto(f"/{self.handle}/with_replies", timeout_ms=self.reconcile_timeout_ms)
+        limit = not_before - CLOCK_SLACK if not_before else None
+        deadline = time.monotonic() + self.reconcile_timeout_ms / 1000
+        if not self._wait_for(lambda: bool(responses) or self._article_count() > 0, deadline):
+            self._raise_if_logged_out()
+            raise TimelineUnreadable(f"@{self.handle}'s timeline showed no posts and loaded no timeline data")
+        if not responses:
+            return self._read_dom_timeline(limit, deadline)
+        posts: dict[str, TimelinePost] = {}
+        parsed = 0
+        ended = False
+        readable = False
+        oldest: datetime | None = None
+        while True:
+            while parsed < len(responses):
+                page = parse_timeline(_json(responses[parsed]), self.handle)
+                parsed += 1
+                if not page.readable:
+                    continue
+                readable = True
+                for post in page.posts:
+                    posts.setdefault(post.tweet_id, post)
+                ended = ended or page.bottom_cursor is None or not page.tweet_entries
+                if page.oldest_entry_at is not None:
+                    oldest = page.oldest_entry_at if oldest is None else min(oldest, page.oldest_entry_at)
+            reached = limit is None or (oldest is not None and oldest < limit)
+            if reached or ended or parsed >= MAX_TIMELINE_PAGES:
+                break
+            seen = len(responses)
+            self._scroll_down()
+            if not self._wait_for(lambda seen=seen: len(responses) > seen, min(deadline, time.monotonic() + 10)):
+                break
+        if not readable:
+            raise TimelineUnreadable(f"@{self.handle}'s timeline responses held no timeline")
+        if not posts and not ended:
+            raise TimelineUnreadable(f"@{self.handle}'s timeline data held none of its posts")
+        # Zero posts counts as evidence only when X's own data says the timeline ends there.
+        complete = ended or limit is None or (oldest is not None and oldest < limit)
+        return TimelineRead(list(posts.values()), complete=complete, exact=True, pages=parsed)
+
+    def _read_dom_timeline(self, limit: datetime | None, deadline: float) -> TimelineRead:
+        """Fallback: the posts on the page, text rebuilt from the DOM, scrolled until old enough."""
+        posts: dict[str, TimelinePost] = {}
+        oldest: datetime | None = None
+        rounds, stale, ended = 0, 0, False
+        while rounds < MAX_TIMELINE_PAGES * 3 and time.monotonic() < deadline:
+            rounds += 1
+            try:
+                rows = self.page.evaluate(_READ_DOM_TIMELINE_JS, self.handle)
+            except PlaywrightError as exc:
+                raise TimelineUnreadable(f"could not read @{self.handle}'s timeline: {_first_line(exc)}") from exc
+            before = len(posts)
+            for row in rows:
+                match = re.search(r"/([^/]+)/status/(\d+)", row.get("href") or "")
+                if not match or match.group(1).casefold() != self.handle.casefold():
+                    continue
+                created = parse_created_at(row.get("time"))
+                posts.setdefault(match.group(2), TimelinePost(match.group(2), row.get("text") or "", created, exact=False))
+                if created is not None and not row.get("pinned"):
+                    oldest = created if oldest is None else min(oldest, created)
+            if limit is None or (oldest is not None and oldest < limit):
+                break
+            stale = stale + 1 if len(posts) == before else 0
+            if stale >= 3:  # three scrolls with nothing new: the timeline's end
+                ended = True
+                break
+            self._scroll_down()
+            self.page.wait_for_timeout(400)
+        if not posts:
+            raise TimelineUnreadable(f"@{self.handle}'s timeline showed none of its posts")
+        complete = ended or limit is None or (oldest is not None and oldest < limit)
+        return TimelineRead(list(posts.values()), complete=complete, exact=False, pages=rounds)
+
+    def _article_count(self) -> int:
+        try:
+            return int(self.page.locator(either("tweet")).count())
+        except PlaywrightError:
+            return 0
+
+    def _scroll_down(self) -> None:
+        try:
+            self.page.mouse.wheel(0, 4000)
+            self.page.evaluate("() => window.scrollTo(0, document.scrollingElement.scrollHeight)")
+        except PlaywrightError as exc:
+            raise TimelineUnreadable(f"could not scroll @{self.handle}'s timeline: {_first_line(exc)}") from exc
+
+    def _wait_for(self, condition: Any, deadline: float) -> bool:
+        """Let the page work (its events are delivered while we wait) until `condition()` or the deadline."""
+        while True:
+            if condition():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            try:
+                self.page.wait_for_timeout(100)
+            except PlaywrightError as exc:
+                raise TimelineUnreadable(f"the page failed while reading @{self.handle}: {_first_line(exc)}") from exc
 
     def engagement(self, tweet_id: str) -> Engagement:
-        """Counts from the status page's aria-labels (what X shows, not an API that needs a paid key)."""
-        response = self._goto(f"/{self.handle}/status/{tweet_id}")
-        if response is not None and response.status == 404:
-            raise PostRejected(f"tweet {tweet_id} does not exist (deleted, or never posted here)", code=144)
+        """Counts of the focal post (the article whose permalink is `tweet_id`) from its action bar's
+        `role="group"` label. A deleted post is recognised by the page saying so, not by an HTTP status."""
+        self._goto(f"/{self.handle}/status/{tweet_id}")
+        deadline = time.monotonic() + self.nav_timeout_ms / 1000
+        state: dict[str, Any] = {}
+
+        def settled() -> bool:
+            state.update(self.page.evaluate(_READ_COUNTS_JS, tweet_id) or {})
+            return bool(state.get("found") and state.get("label")) or bool(state.get("gone")) or bool(
+                _GONE.search(state.get("text") or ""))
+
         try:
-            self.page.locator(either("tweet")).first.wait_for(state="attached", timeout=self.nav_timeout_ms)
-            labels = self.page.evaluate(_READ_COUNTS_JS)
-        except PlaywrightError as exc:
-            raise NothingSent(f"could not read the status page of {tweet_id}: {_first_line(exc)}") from exc
-        if not labels:
-            raise UiChanged(f"no tweet on the status page of {tweet_id}", selector=either("tweet"))
-        return Engagement(
-            likes=parse_count(labels["likes"]), retweets=parse_count(labels["retweets"]),
-            replies=parse_count(labels["replies"]), bookmarks=parse_count(labels["bookmarks"]),
-            views=parse_count(labels["views"]),
-        )
+            self._wait_for(settled, deadline)
+        except (PlaywrightError, TimelineUnreadable) as exc:
+            raise NothingSent(f"could not read the status page of {tweet_id}: {exc}") from exc
+        if not state.get("found"):
+            if state.get("gone") or _GONE.search(state.get("text") or ""):
+                raise PostRejected(f"tweet {tweet_id} does not exist (deleted, or never posted here)", code=144)
+            self._raise_if_logged_out()
+            raise UiChanged(f"no post {tweet_id} on its status page", selector=either("tweet"))
+        if not state.get("label"):
+            raise UiChanged(f"post {tweet_id} has no action bar label", selector='[role="group"][aria-label]')
+        counts = parse_group_label(state["label"])
+        return Engagement(likes=counts.get("likes", 0), retweets=counts.get("retweets", 0),
+                          replies=counts.get("replies", 0), bookmarks=counts.get("bookmarks", 0),
+                          views=counts.get("views", 0), quotes=counts.get("quotes", 0))
 
 
-def _parse_time(raw: str | None) -> datetime | None:
-    if not raw:
-        return None
+def _tweet_text(request: Any) -> str | None:
+    """`variables.tweet_text` of a CreateTweet request (None when the body is not the JSON we know)."""
     try:
-        return datetime.fromisoformat(raw.replace("Z", "+00:00")).astimezone(UTC)
-    except ValueError:
+        body = json.loads(request.post_data or "")
+        value = body["variables"]["tweet_text"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _json(response: Any) -> Any:
+    try:
+        return response.json()
+    except Exception:  # noqa: BLE001 - an unreadable page of the timeline is a page without posts
         return None
 
 
@@ -284,4 +472,5 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
-__all__ = ["SELECTORS", "Engagement", "TimelinePost", "XError", "XWebClient", "parse_count"]
+__all__ = ["SELECTORS", "Engagement", "TimelinePost", "TimelineRead", "TimelineUnreadable", "XError", "XWebClient",
+           "parse_count", "parse_group_label"]

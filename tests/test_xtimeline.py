@@ -93,3 +93,12 @@ def test_created_at_formats() -> None:
     assert parse_created_at("Wed Oct 10 20:19:24 +0000 2018") == datetime(2018, 10, 10, 20, 19, 24, tzinfo=UTC)
     assert parse_created_at("2026-12-01T01:10:00.000Z") == datetime(2026, 12, 1, 1, 10, tzinfo=UTC)
     assert parse_created_at("yesterday") is None
+
+
+def test_the_pinned_post_never_counts_as_the_oldest_post_read() -> None:
+    page = parse_timeline(FIXTURE["response"], "alice")
+    pinned = [p for p in page.posts if p.pinned]
+    assert [p.tweet_id for p in pinned] == ["1850000000000000001"]
+    assert pinned[0].created_at == datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+    assert page.oldest_entry_at == datetime(2026, 12, 1, 1, 10, tzinfo=UTC)  # not the pinned post's November date
+    assert page.tweet_entries == 10  # nine items, one conversation module; cursors hold no posts
