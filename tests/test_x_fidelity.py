@@ -1,0 +1,80 @@
+"""What the user wrote goes live, and reconciliation finds it there: every row of the reference's table
+(shared/reference/x-real-rendering.md section 1) as a post that X stored but whose answer never arrived.
+
+Each must end `posted` exactly once, with the id X gave it, judged by the sandbox's ground truth. The same for
+a thread and a reply.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pipeline import queue
+from tests.fixtures_world import World
+
+ROWS = {
+    "emoji": "Only this cat can fix my sleep schedule now😭",
+    "url": "Read this https://docs.x.com/xchat/introduction today",
+    "bare_domain": "Now on grok.com, iOS",
+    "mention_before_comma": "Big thanks to @DawnNeesom, who grills the best questions",
+    "line_breaks_and_ampersand": "Big news!\n\nWe shipped v2:\n- faster\nline two & three",
+}
+STALLED_AFTER_STORE = {"post_commit_stall": {"p": 1.0, "seconds": 30}}
+MAX_RUNS = 8
+
+
+def post_until_settled(world: World, item_id: int) -> queue.Item:
+    """Posting runs until the item is decided (a thread may need one run per reconciled part)."""
+    for _ in range(MAX_RUNS):
+        world.post()
+        current = queue.get_item(world.engine, item_id)
+        if current.state in ("posted", "failed", "needs_review"):
+            return current
+        time.sleep(world.settings.reconcile_settle_s)  # absence needs two checks a settle window apart
+        world.make_due()
+    return queue.get_item(world.engine, item_id)
+
+
+def stored(world: World) -> dict[str, dict]:
+    return {t["id"]: t for t in world.truth()}
+
+
+@pytest.mark.parametrize("row", sorted(ROWS))
+def test_each_reference_row_stalled_after_store_ends_posted_once_with_its_id(world: World, row: str) -> None:
+    world.sandbox.set_rules(duplicate_window_hours=0)  # X's duplicate rule is no guard: measure ours
+    world.sandbox.set_faults(STALLED_AFTER_STORE)
+    item_id = world.enqueue("alice", ROWS[row])
+    final = post_until_settled(world, item_id)
+    truth = stored(world)
+    assert len(truth) == 1, f"{row}: X holds {len(truth)} posts"
+    (tweet_id, tweet), = truth.items()
+    assert tweet["text"] == ROWS[row]  # what was written went live, line breaks and all
+    assert final.state == "posted" and final.tweet_ids == [tweet_id]
+
+
+def test_a_thread_of_the_reference_rows_stalled_after_store_is_posted_once_in_order(world: World) -> None:
+    world.sandbox.set_rules(duplicate_window_hours=0)
+    world.sandbox.set_faults(STALLED_AFTER_STORE)
+    parts = [ROWS["line_breaks_and_ampersand"], ROWS["url"], ROWS["emoji"]]
+    item_id = world.enqueue("alice", *parts)
+    final = post_until_settled(world, item_id)
+    truth = stored(world)
+    assert final.state == "posted" and len(truth) == 3
+    assert [truth[i]["text"] for i in final.tweet_ids] == parts
+    assert [truth[i]["in_reply_to"] for i in final.tweet_ids] == [None, final.tweet_ids[0], final.tweet_ids[1]]
+
+
+def test_a_reply_with_a_bare_domain_and_a_mention_stalled_after_store_is_posted_once(world: World) -> None:
+    world.sandbox.set_rules(duplicate_window_hours=0)
+    parent = world.enqueue("alice", "The parent post")
+    world.post()
+    parent_id = queue.get_item(world.engine, parent).tweet_ids[0]
+    world.sandbox.set_faults(STALLED_AFTER_STORE)
+    text = "@DawnNeesom, the notes are on grok.com & more 😭"
+    item_id = world.enqueue("alice", text, reply_to=parent_id)
+    final = post_until_settled(world, item_id)
+    replies = [t for t in world.truth() if t["in_reply_to"] == parent_id]
+    assert len(replies) == 1 and replies[0]["text"] == text
+    assert final.state == "posted" and final.tweet_ids == [replies[0]["id"]]
