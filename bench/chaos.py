@@ -222,7 +222,7 @@ UNCLEAR = ("unknown", "needs_review")
 NOT_QUIET = ("queued", "claimed", "posting", "unknown", "pending")
 def norm(text: str) -> str:
     """How the platform compares texts: the sandbox's own rule, so the checker and X's stand-in never disagree."""
-    from sandbox.state import normalise
+    from sandbox.x_rules import normalise
 
     return normalise(text)
 

@@ -198,7 +198,7 @@ def cmd_sandbox_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.faults and not Path(args.faults).exists():
         raise UsageError(f"--faults {args.faults}: no such file")
-    serve(args.host, args.port, faults_file=args.faults, state_file=args.state)
+    serve(args.host, args.port, faults_file=args.faults, state_file=args.state, realism=args.realism)
     return EXIT_OK
 
 
@@ -302,6 +302,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--faults", metavar="FILE", help="JSON faults to inject from the start")
     p.add_argument("--state", metavar="FILE", help="SQLite file to keep tweets across restarts")
+    p.add_argument(
+        "--realism",
+        choices=("realistic", "friendly"),
+        default="realistic",
+        help="realistic (default): behaves like x.com; friendly: plain server-rendered pages for unit tests",
+    )
 
     breaker = sub.add_parser("breaker", help="per-account circuit breakers").add_subparsers(
         dest="breaker_command", required=True)

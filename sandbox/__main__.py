@@ -1,4 +1,4 @@
-"""`python -m sandbox --host 127.0.0.1 --port 8765 [--faults FILE] [--state FILE] [--seed N]`
+"""`python -m sandbox --host 127.0.0.1 --port 8765 [--faults FILE] [--state FILE] [--seed N] [--realism friendly]`
 (the same as `pipeline sandbox serve`)."""
 
 from __future__ import annotations
@@ -21,8 +21,21 @@ def main(argv: list[str] | None = None) -> None:
         "--state", default=None, help="SQLite file to keep state across restarts (default: memory)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--realism",
+        choices=("realistic", "friendly"),
+        default="realistic",
+        help="realistic (default): pages like x.com's; friendly: plain server-rendered pages for unit tests",
+    )
     args = parser.parse_args(argv)
-    serve(args.host, args.port, faults_file=args.faults, state_file=args.state, seed=args.seed)
+    serve(
+        args.host,
+        args.port,
+        faults_file=args.faults,
+        state_file=args.state,
+        seed=args.seed,
+        realism=args.realism,
+    )
 
 
 if __name__ == "__main__":

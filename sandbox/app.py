@@ -1,26 +1,10 @@
-"""The sandbox web app (Starlette): x.com-shaped pages, the CreateTweet endpoint, and the admin API.
-
-Admin API (loopback clients only, 403 otherwise), all JSON:
-  GET  /__sandbox/health                      {"ok": true}
-  GET  /__sandbox/tweets[?account=H]          ground truth, oldest first
-  GET  /__sandbox/state                       rules, faults, clock, counts
-  POST /__sandbox/accounts {"handle": H}      -> {"handle": H, "storage_state": {...}} (a fresh valid session;
-                                                 cookie domain = the Host asked, or an optional "domain")
-  POST /__sandbox/sessions/expire {"handle"}  invalidate every session of H
-  POST /__sandbox/faults {name: {"p":..}, "seed"?: int}   ({} clears)
-  POST /__sandbox/rules {"duplicate_window_hours", "posts_per_3h", "posts_per_day"}   (partial updates)
-  POST /__sandbox/clock {"offset_s": N}
-  POST /__sandbox/reset
-"""
+"""The sandbox web app (Starlette): x.com-shaped pages, the GraphQL endpoints, and the admin API (admin.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 from urllib.parse import parse_qs, quote
 
 from starlette.applications import Starlette
@@ -28,37 +12,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from sandbox import pages
-from sandbox.faults import FaultConfigError, parse_faults
-from sandbox.state import Store, clean_handle, error_body
+from sandbox import admin, pages, spa
+from sandbox.admin import SESSION_DAYS
+from sandbox.state import Store, clean_handle
+from sandbox.x_rules import error_body
 
 NO_STORE = {"cache-control": "no-store"}
-SESSION_DAYS = 365
-
-
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    try:
-        addr = ipaddress.ip_address(host.split("%")[0])
-    except ValueError:
-        return host == "localhost"
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return addr.is_loopback
-
-
-def storage_state(domain: str, auth_token: str, ct0: str) -> dict[str, Any]:
-    """A Playwright storage_state holding the session cookies for the sandbox host."""
-    expires = int(time.time()) + SESSION_DAYS * 86400
-    common = {"domain": domain, "path": "/", "expires": expires, "secure": False, "sameSite": "Lax"}
-    return {
-        "cookies": [
-            {"name": "auth_token", "value": auth_token, "httpOnly": True, **common},
-            {"name": "ct0", "value": ct0, "httpOnly": False, **common},
-        ],
-        "origins": [],
-    }
 
 
 async def hold(request: Request, store: Store, seconds: float) -> None:
@@ -73,84 +32,16 @@ async def hold(request: Request, store: Store, seconds: float) -> None:
             return
 
 
-def create_app(store: Store) -> Starlette:
-    Handler = Callable[[Request], Awaitable[Response]]
+REALISMS = ("realistic", "friendly")
 
-    def admin(fn: Handler) -> Handler:
-        async def wrapped(request: Request) -> Response:
-            host = request.client.host if request.client else None
-            if not is_loopback(host):
-                return JSONResponse(
-                    {"error": f"the sandbox admin API only answers loopback clients, not {host}"}, 403
-                )
-            try:
-                return await fn(request)
-            except (ValueError, FaultConfigError) as exc:
-                return JSONResponse({"error": str(exc)}, 400)
 
-        return wrapped
-
-    async def body_json(request: Request) -> dict[str, Any]:
-        raw = await request.body()
-        if not raw.strip():
-            return {}
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"request body is not valid JSON: {exc.msg}") from None
-        if not isinstance(data, dict):
-            raise ValueError("request body must be a JSON object")
-        return data
-
-    # -- admin ------------------------------------------------------------------------------------------------------
-
-    @admin
-    async def health(request: Request) -> Response:
-        return JSONResponse({"ok": True})
-
-    @admin
-    async def tweets(request: Request) -> Response:
-        return JSONResponse(store.tweets(request.query_params.get("account")))
-
-    @admin
-    async def state(request: Request) -> Response:
-        return JSONResponse(store.info())
-
-    @admin
-    async def accounts(request: Request) -> Response:
-        data = await body_json(request)
-        handle = clean_handle(data.get("handle"))
-        auth_token, ct0 = store.issue_session(handle)
-        domain = data.get("domain") or request.url.hostname or "127.0.0.1"
-        return JSONResponse({"handle": handle, "storage_state": storage_state(domain, auth_token, ct0)})
-
-    @admin
-    async def expire(request: Request) -> Response:
-        data = await body_json(request)
-        handle = clean_handle(data.get("handle"))
-        return JSONResponse({"handle": handle, "expired_sessions": store.expire_sessions(handle)})
-
-    @admin
-    async def faults(request: Request) -> Response:
-        config, seed = parse_faults(await body_json(request))
-        store.set_faults(config, seed)
-        return JSONResponse(store.info()["faults"])
-
-    @admin
-    async def rules(request: Request) -> Response:
-        return JSONResponse(store.set_rules(await body_json(request)))
-
-    @admin
-    async def clock(request: Request) -> Response:
-        data = await body_json(request)
-        offset = store.set_clock(data.get("offset_s"))
-        return JSONResponse({"offset_s": offset, "now": store.info()["now"]})
-
-    @admin
-    async def reset(request: Request) -> Response:
-        store.reset()
-        return JSONResponse({"ok": True})
-
+def create_app(store: Store, realism: str = "realistic") -> Starlette:
+    """The app over `store`. `realism="realistic"` (default) behaves like x.com as far as the reference knows:
+    timelines and status pages rendered by the page's script from GraphQL JSON, a Draft.js-like composer.
+    `"friendly"` keeps the old server-rendered pages (all posts as plain text) for unit tests that need them."""
+    if realism not in REALISMS:
+        raise ValueError(f"realism must be one of {', '.join(REALISMS)}, got {realism!r}")
+    realistic = realism == "realistic"
     # -- the X API --------------------------------------------------------------------------------------------------
 
     async def create_tweet(request: Request) -> Response:
@@ -177,6 +68,8 @@ def create_app(store: Store) -> Starlette:
         result = store.post(handle, text, reply_to)
         if result.stall_s:
             await hold(request, store, result.stall_s)
+        if result.raw is not None:
+            return Response(result.raw, result.status, headers=result.headers, media_type=result.content_type)
         return JSONResponse(result.body, result.status, headers=result.headers)
 
     # -- pages ------------------------------------------------------------------------------------------------------
@@ -225,7 +118,7 @@ def create_app(store: Store) -> Starlette:
         viewer, drift = await page_start(request)
         if viewer is None:
             return to_login(request)
-        return html(pages.home_page(viewer, drift))
+        return html(pages.home_page(viewer, drift, draftjs=realistic))
 
     async def compose(request: Request) -> Response:
         viewer, drift = await page_start(request)
@@ -234,7 +127,7 @@ def create_app(store: Store) -> Starlette:
         reply_to = request.query_params.get("in_reply_to") or None
         if reply_to is not None and not reply_to.isdigit():
             reply_to = None
-        return html(pages.compose_page(viewer, reply_to, drift))
+        return html(pages.compose_page(viewer, reply_to, drift, draftjs=realistic))
 
     async def profile(request: Request) -> Response:
         viewer, _ = await page_start(request)
@@ -243,6 +136,8 @@ def create_app(store: Store) -> Starlette:
         handle = request.path_params["handle"]
         if not store.account_exists(handle):
             return html(pages.not_found_page(viewer, f"This account doesn’t exist: @{handle}"), 404)
+        if realistic:
+            return html(spa.profile_page(viewer, handle, request.url.path.endswith("/with_replies")))
         try:
             limit = max(1, min(int(request.query_params.get("count", 200)), 1000))
         except ValueError:
@@ -254,7 +149,11 @@ def create_app(store: Store) -> Starlette:
         if viewer is None:
             return to_login(request)
         handle, tweet_id = request.path_params["handle"], request.path_params["tweet_id"]
-        tweet = store.tweet(tweet_id) if tweet_id.isdigit() else None
+        tweet = store.tweet(tweet_id, visible_only=True) if tweet_id.isdigit() else None
+        if realistic:
+            if tweet is not None and tweet["account"] != handle:
+                return RedirectResponse(f"/{tweet['account']}/status/{tweet_id}", 302, headers=NO_STORE)
+            return html(spa.status_page(viewer, tweet_id if tweet_id.isdigit() else "0", drift))
         if tweet is None:
             return html(pages.not_found_page(viewer, "This post doesn’t exist or was deleted."), 404)
         if tweet["account"] != handle:
@@ -265,17 +164,30 @@ def create_app(store: Store) -> Starlette:
     async def favicon(request: Request) -> Response:
         return Response(status_code=204)
 
+    async def slow_read(request: Request) -> None:
+        delay = store.read_delay(viewer_of(request))
+        if delay:
+            await hold(request, store, delay)
+
+    async def user_tweets(request: Request) -> Response:
+        await slow_read(request)
+        return spa.user_timeline(store, request, with_replies=False)
+
+    async def user_tweets_and_replies(request: Request) -> Response:
+        await slow_read(request)
+        return spa.user_timeline(store, request, with_replies=True)
+
+    async def tweet_detail(request: Request) -> Response:
+        await slow_read(request)
+        return spa.tweet_detail(store, request)
+
     routes = [
-        Route("/__sandbox/health", health),
-        Route("/__sandbox/tweets", tweets),
-        Route("/__sandbox/state", state),
-        Route("/__sandbox/accounts", accounts, methods=["POST"]),
-        Route("/__sandbox/sessions/expire", expire, methods=["POST"]),
-        Route("/__sandbox/faults", faults, methods=["POST"]),
-        Route("/__sandbox/rules", rules, methods=["POST"]),
-        Route("/__sandbox/clock", clock, methods=["POST"]),
-        Route("/__sandbox/reset", reset, methods=["POST"]),
+        *admin.routes(store),
         Route("/i/api/graphql/{query_id}/CreateTweet", create_tweet, methods=["POST"]),
+        Route("/i/api/graphql/{query_id}/UserTweets", user_tweets),
+        Route("/i/api/graphql/{query_id}/UserTweetsAndReplies", user_tweets_and_replies),
+        Route("/i/api/graphql/{query_id}/TweetDetail", tweet_detail),
+        Route("/emoji/{path:path}", favicon),
         Route("/i/flow/login", login_get, methods=["GET"]),
         Route("/i/flow/login", login_post, methods=["POST"]),
         Route("/", root),

@@ -75,5 +75,13 @@ class SandboxAdmin:
         """Shift the sandbox's now to real time + offset_s (tweets age; engagement and rate windows follow)."""
         return float(self._call("POST", "clock", {"offset_s": offset_s})["offset_s"])
 
+    def pin(self, handle: str, tweet_id: str | None) -> None:
+        """Pin one of the account's posts on its profile (None: none; by default its first post is pinned)."""
+        self._call("POST", "pin", {"handle": handle, "id": tweet_id})
+
+    def delete_tweet(self, tweet_id: str) -> None:
+        """Delete a post as its author would (pages say it does not exist; the ground truth flags it)."""
+        self._call("POST", "tweets/delete", {"id": tweet_id})
+
     def reset(self) -> None:
         self._call("POST", "reset", {})

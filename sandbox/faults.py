@@ -25,15 +25,33 @@ FAULTS: dict[str, dict[str, Any]] = {
     "rate_limit": {"reset_s": 60.0},
     # the account's sessions are invalidated before storing: 401 / code 32, pages redirect to login
     "session_expired": {},
-    # latency on page loads (HTML pages only)
+    # latency on page loads: HTML pages and the page's GraphQL reads (UserTweets, TweetDetail)
     "slow_page": {"seconds": 2.0},
     # the post buttons are rendered with another data-testid (`tweetButtonInline` -> `tweetButtonInline_v2`)
     "ui_drift": {"suffix": "_v2"},
     # code 226 ("looks like it might be automated") in the GraphQL body, before storing
     "automation_block": {},
+    # the tweet is stored, then the edge answers an HTML 502 or 504 page (no JSON)
+    "post_5xx_after_store": {},
+    # HTTP 200 with an empty `tweet_results` ({}): nothing stored
+    "silent_drop": {},
+    # stored; the result is a TweetWithVisibilityResults wrapper (id at result.tweet.rest_id), on timelines too
+    "wrapped_result": {},
+    # HTTP 200 {"errors":[{"code":-1,"message":"LoadShed: Unspecified"}]}; stored first with `after_store_p`
+    "load_shed": {"after_store_p": 0.5},
+    # HTTP 200 {"errors":[{"code":29,"message":"Timeout: Unspecified"}]}; stored first with `after_store_p`
+    "timeout_29": {"after_store_p": 0.5},
+    # HTTP 403 with an empty body and no error code, before storing
+    "bare_403": {},
+    # stored and answered normally, but the post shows on timelines only `seconds` later
+    "timeline_lag": {"seconds": 30.0},
 }
 # The order in which pre-store post faults take effect when several fire on the same request.
-POST_FAULTS = ("session_expired", "automation_block", "rate_limit", "post_error_5xx", "post_commit_stall")
+POST_FAULTS = (
+    "session_expired", "bare_403", "automation_block", "rate_limit", "post_error_5xx", "silent_drop", "load_shed",
+    "timeout_29", "wrapped_result", "timeline_lag", "post_5xx_after_store", "post_commit_stall",
+)  # fmt: skip
+MAX_SECONDS = 10.0**9  # about 31 years: anything longer is a typo, and huge floats break the clock arithmetic
 PAGE_FAULTS = ("slow_page", "ui_drift")
 
 
@@ -47,8 +65,10 @@ def _number(name: str, key: str, value: Any, allow_forever: bool = False) -> flo
     if isinstance(value, bool) or not isinstance(value, int | float):
         hint = ' (or "forever")' if allow_forever else ""
         raise FaultConfigError(f"{name}.{key} must be a number{hint}, got {value!r}")
-    if value < 0:
-        raise FaultConfigError(f"{name}.{key} must be >= 0, got {value!r}")
+    if not math.isfinite(value) or value < 0 or value > MAX_SECONDS:
+        raise FaultConfigError(
+            f"{name}.{key} must be a finite number from 0 to {MAX_SECONDS:.0e}, got {value!r}"
+        )
     return float(value)
 
 
@@ -93,6 +113,8 @@ def parse_faults(obj: Any) -> tuple[dict[str, dict[str, Any]], int | None]:
                 cfg["suffix"] = value
             elif key in FAULTS[name]:
                 cfg[key] = _number(name, key, value, allow_forever=(name == "post_commit_stall"))
+                if key == "after_store_p" and cfg[key] > 1:
+                    raise FaultConfigError(f"{name}.after_store_p must be between 0 and 1, got {value!r}")
             else:
                 allowed = ", ".join(["p", "accounts", "times", *FAULTS[name]])
                 raise FaultConfigError(f"{name} has no parameter {key!r}; allowed: {allowed}")
@@ -137,6 +159,10 @@ class FaultBox:
 
     def clear(self) -> None:
         self.configure({})
+
+    def draw(self, name: str) -> float:
+        """A further draw from the fault's own stream (e.g. whether it struck before or after storing)."""
+        return self._rngs[name].random()
 
     def roll(self, name: str, account: str | None = None) -> dict[str, Any] | None:
         """Draw for one fault; its params if it fires, else None. Draws only where the fault applies."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from html import escape
+from pathlib import Path
 from typing import Any
 
 QUERY_ID = "oB-5XsHNAbjvARJEc8CZFw"  # CreateTweet's queryId as the web app sends it (any id is accepted)
@@ -40,162 +41,9 @@ article{padding:12px 16px;border-bottom:1px solid #eff3f4}[data-testid=User-Name
 .login button{width:100%;padding:10px;border-radius:20px;border:0;background:#0f1419;color:#fff;font-weight:700}
 """
 
-# The page script: reads its config, wires every composer, posts through CreateTweet with fetch.
-_JS = r"""
-(function () {
-  const cfg = JSON.parse(document.getElementById('sandbox-config').textContent);
-  const live = document.querySelector('[aria-live="assertive"]');
-  const layers = document.getElementById('layers');
-  const MESSAGES = {
-    186: 'Your post is over the character limit.',
-    187: 'Whoops! You already said that.',
-    88: 'You are over the limit for sending posts. Please try again later.',
-    226: "This request looks like it might be automated. To protect our users from spam and other malicious activity, we can't complete this action right now. Please try again later.",
-    385: 'You attempted to reply to a post that is deleted or not visible to you.',
-    353: 'Something went wrong. Please reload the page.',
-    170: 'Your post is empty.'
-  };
-  function cookie(name) {
-    const m = document.cookie.match('(?:^|; )' + name + '=([^;]*)');
-    return m ? decodeURIComponent(m[1]) : '';
-  }
-  function clearMessages() { live.textContent = ''; layers.textContent = ''; }
-  function showError(msg) { live.textContent = msg; }
-  function showToast(id) {
-    layers.textContent = '';
-    const toast = document.createElement('div');
-    toast.setAttribute('data-testid', 'toast');
-    toast.setAttribute('role', 'alert');
-    toast.append(document.createTextNode('Your post was sent.'));
-    const link = document.createElement('a');
-    link.href = '/' + cfg.handle + '/status/' + id;
-    link.textContent = 'View';
-    toast.append(link);
-    layers.append(toast);
-  }
-  // The text of a contenteditable composer: the first line is loose text, every further line a <div>
-  // (an empty line is <div><br></div>); innerText is not reliable for this, so walk the nodes.
-  function boxText(box) {
-    const lines = [];
-    let cur = null;
-    function inline(node) {
-      if (node.nodeType === 3) return node.nodeValue;
-      if (node.nodeName === 'BR') return '\n';
-      let s = '';
-      node.childNodes.forEach(function (c) { s += inline(c); });
-      return s;
-    }
-    box.childNodes.forEach(function (node) {
-      if (node.nodeType === 1 && (node.nodeName === 'DIV' || node.nodeName === 'P')) {
-        if (cur !== null) { lines.push(cur); cur = null; }
-        lines.push(inline(node).replace(/\n$/, ''));
-      } else {
-        cur = (cur === null ? '' : cur) + inline(node);
-      }
-    });
-    if (cur !== null) lines.push(cur.replace(/\n$/, ''));
-    return lines.join('\n').replace(/\u00a0/g, ' ');
-  }
-  async function createTweet(text, replyTo) {
-    const variables = {
-      tweet_text: text, dark_request: false,
-      media: {media_entities: [], possibly_sensitive: false}, semantic_annotation_ids: []
-    };
-    if (replyTo) variables.reply = {in_reply_to_tweet_id: replyTo, exclude_reply_user_ids: []};
-    let resp, body = null;
-    try {
-      resp = await fetch('/i/api/graphql/' + cfg.queryId + '/CreateTweet', {
-        method: 'POST', credentials: 'include',
-        headers: {
-          'content-type': 'application/json', 'x-csrf-token': cookie('ct0'),
-          'x-twitter-auth-type': 'OAuth2Session', 'x-twitter-active-user': 'yes',
-          'authorization': 'Bearer AAAAAAAAAAAAAAAAAAAAANRILgAAAAAAnNwIzUejRCOuH5E6I8xnZz4puTs%3D'
-        },
-        body: JSON.stringify({variables: variables, features: {}, queryId: cfg.queryId})
-      });
-    } catch (e) {
-      return {ok: false, message: 'Something went wrong. Try reloading.'};
-    }
-    try { body = await resp.json(); } catch (e) { body = null; }
-    const result = body && body.data && body.data.create_tweet && body.data.create_tweet.tweet_results
-      && body.data.create_tweet.tweet_results.result;
-    if (resp.ok && result && result.rest_id) return {ok: true, id: result.rest_id};
-    const err = body && body.errors && body.errors[0];
-    const code = err ? err.code : null;
-    if (resp.status === 401 || code === 32) {
-      showError('Could not authenticate you.');
-      // like x.com: the session is gone, so the app leaves for the login flow (after a moment, so a client
-      // watching the network can still read the response body)
-      setTimeout(function () {
-        location.href = '/i/flow/login?redirect_after_login=' + encodeURIComponent(location.pathname);
-      }, 1000);
-      return {ok: false, code: 32, message: 'Could not authenticate you.'};
-    }
-    let message = MESSAGES[code];
-    if (!message) message = resp.status >= 500 ? 'Something went wrong. Try reloading.'
-      : ((err && err.message) || 'Something went wrong. Try reloading.');
-    return {ok: false, code: code, status: resp.status, message: message};
-  }
-  function wire(composer) {
-    const button = composer.querySelector('[data-role="post"]');
-    const add = composer.querySelector('[data-role="add"]');
-    const originalReplyTo = composer.getAttribute('data-reply-to') || '';
-    let busy = false;
-    const boxes = () => Array.from(composer.querySelectorAll('[role="textbox"]'));
-    const texts = () => boxes().map(boxText);
-    function refresh() {
-      button.disabled = busy || !texts().every(t => t.trim().length > 0);
-      button.setAttribute('aria-disabled', button.disabled ? 'true' : 'false');
-    }
-    composer.addEventListener('input', refresh);
-    if (add) add.addEventListener('click', function () {
-      const n = boxes().length;
-      const box = document.createElement('div');
-      box.className = 'textbox';
-      box.setAttribute('contenteditable', 'true');
-      box.setAttribute('role', 'textbox');
-      box.setAttribute('aria-multiline', 'true');
-      box.setAttribute('aria-label', 'Post text');
-      box.setAttribute('data-placeholder', 'Add another post');
-      box.setAttribute('data-testid', 'tweetTextarea_' + n);
-      composer.querySelector('.parts').append(box);
-      box.focus();
-      refresh();
-    });
-    button.addEventListener('click', async function () {
-      if (button.disabled) return;
-      const parts = texts();
-      busy = true; refresh(); clearMessages();
-      let previous = composer.getAttribute('data-reply-to') || null, first = null, done = 0, failure = null;
-      for (const text of parts) {
-        const r = await createTweet(text, previous);
-        if (!r.ok) { failure = r; break; }
-        if (!first) first = r.id;
-        previous = r.id; done += 1;
-      }
-      busy = false;
-      if (failure) {
-        if (failure.code === 32) return;
-        // keep the parts that were not posted, so nothing is sent twice by a retry
-        boxes().slice(0, done).forEach(b => b.remove());
-        boxes().forEach((b, i) => b.setAttribute('data-testid', 'tweetTextarea_' + i));
-        if (done) composer.setAttribute('data-reply-to', previous);
-        showError(failure.message);
-      } else {
-        const all = boxes();
-        all.slice(1).forEach(b => b.remove());
-        all[0].textContent = '';
-        if (originalReplyTo) composer.setAttribute('data-reply-to', originalReplyTo);
-        else composer.removeAttribute('data-reply-to');
-        showToast(first);
-      }
-      refresh();
-    });
-    refresh();
-  }
-  document.querySelectorAll('[data-sandbox-composer]').forEach(wire);
-})();
-"""
+WEB = Path(__file__).parent / "web"
+# The composer script: reads its config, wires every composer, posts through CreateTweet with fetch.
+_JS = (WEB / "composer.js").read_text()
 
 
 def _compact(n: int) -> str:
@@ -212,12 +60,13 @@ def _label(n: int, singular: str, plural: str, action: str) -> str:
     return f"{n} {singular if n == 1 else plural}. {action}"
 
 
-def _page(title: str, body: str, config: dict[str, Any] | None = None) -> str:
+def _page(title: str, body: str, config: dict[str, Any] | None = None, extra_js: str = "") -> str:
     script = ""
     if config is not None:
         data = json.dumps(config).replace("</", "<\\/")
         script = (
             f'<script type="application/json" id="sandbox-config">{data}</script>\n<script>{_JS}</script>'
+            f"{extra_js}"
         )
     return (
         "<!DOCTYPE html>\n"
@@ -227,7 +76,7 @@ def _page(title: str, body: str, config: dict[str, Any] | None = None) -> str:
     )
 
 
-def _shell(handle: str, title: str, content: str, config: dict[str, Any]) -> str:
+def _shell(handle: str, title: str, content: str, config: dict[str, Any], extra_js: str = "") -> str:
     h = escape(handle)
     body = f"""<div id="react-root">
 <header role="banner"><nav role="navigation" aria-label="Primary">
@@ -244,11 +93,12 @@ def _shell(handle: str, title: str, content: str, config: dict[str, Any]) -> str
 </div>
 <div aria-live="assertive" role="status" class="alert"></div>
 <div id="layers"></div>"""
-    return _page(title, body, config)
+    return _page(title, body, config, extra_js)
 
 
-def _config(handle: str) -> dict[str, Any]:
-    return {"handle": handle, "queryId": QUERY_ID}
+def _config(handle: str, draftjs: bool = False) -> dict[str, Any]:
+    """The page script's settings; `draftjs`: the composer takes only typed text, like x.com's Draft.js editor."""
+    return {"handle": handle, "queryId": QUERY_ID, "draftjs": draftjs}
 
 
 def _composer(
@@ -299,20 +149,20 @@ def article(t: dict[str, Any]) -> str:
 </article>"""
 
 
-def home_page(handle: str, drift: str = "") -> str:
+def home_page(handle: str, drift: str = "", draftjs: bool = False) -> str:
     content = "<h2>Home</h2>\n" + _composer("tweetButtonInline" + drift, "Post")
     content += '\n<section aria-label="Timeline: Your Home Timeline"><div class="empty">Welcome to X.</div></section>'
-    return _shell(handle, "Home / X", content, _config(handle))
+    return _shell(handle, "Home / X", content, _config(handle, draftjs))
 
 
-def compose_page(handle: str, reply_to: str | None = None, drift: str = "") -> str:
+def compose_page(handle: str, reply_to: str | None = None, drift: str = "", draftjs: bool = False) -> str:
     content = '<div role="dialog" aria-modal="true" aria-labelledby="compose-title">'
     content += '<h2 id="compose-title"><a href="/home" data-testid="app-bar-close" aria-label="Close">×</a> Post</h2>'
     content += _composer(
         "tweetButton" + drift, "Reply" if reply_to else "Post all", reply_to=reply_to, thread=True
     )
     content += "</div>"
-    return _shell(handle, "Compose new post / X", content, _config(handle))
+    return _shell(handle, "Compose new post / X", content, _config(handle, draftjs))
 
 
 def profile_page(viewer: str, handle: str, tweets: list[dict[str, Any]]) -> str:

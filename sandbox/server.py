@@ -33,14 +33,17 @@ class _Server(uvicorn.Server):
 
 
 def build(
-    faults_file: str | Path | None = None, state_file: str | Path | None = None, seed: int = 0
+    faults_file: str | Path | None = None,
+    state_file: str | Path | None = None,
+    seed: int = 0,
+    realism: str = "realistic",
 ) -> tuple[Store, Any]:
     """A store (faults from the file applied) and the app over it."""
     store = Store(state_file, seed=seed)
     if faults_file:
         config, file_seed = load_faults_file(faults_file)
         store.set_faults(config, file_seed)
-    return store, create_app(store)
+    return store, create_app(store, realism)
 
 
 def _config(app: Any, host: str, port: int) -> uvicorn.Config:
@@ -73,7 +76,9 @@ class SandboxServer:
         faults_file: str | Path | None = None,
         state_file: str | Path | None = None,
         seed: int = 0,
+        realism: str = "realistic",
     ) -> None:
+        self.realism = realism
         self.host = host
         self.port = port
         self.faults_file = faults_file
@@ -88,7 +93,7 @@ class SandboxServer:
     def start(self, timeout_s: float = 15.0) -> str:
         if self._thread is not None:
             return self.url
-        self.store, app = build(self.faults_file, self.state_file, self.seed)
+        self.store, app = build(self.faults_file, self.state_file, self.seed, self.realism)
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -158,9 +163,10 @@ def serve(
     faults_file: str | Path | None = None,
     state_file: str | Path | None = None,
     seed: int = 0,
+    realism: str = "realistic",
 ) -> None:
     """Serve the sandbox in the foreground until interrupted (Ctrl-C / SIGTERM)."""
-    store, app = build(faults_file, state_file, seed)
+    store, app = build(faults_file, state_file, seed, realism)
     where = f"state in {state_file}" if state_file else "state in memory"
     print(
         f"sandbox listening on {_url(host, port)} ({where}); admin API at /__sandbox/ (loopback only)",

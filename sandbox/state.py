@@ -14,26 +14,25 @@ import secrets
 import sqlite3
 import threading
 import time
-import unicodedata
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from twitter_text import parse_tweet
-
+from sandbox import posting
 from sandbox.engagement import engagement
 from sandbox.faults import FaultBox, public_config
+from sandbox.x_rules import MAX_WEIGHTED_LENGTH, PostResult
 
-DEFAULT_RULES: dict[str, float] = {"duplicate_window_hours": 12.0, "posts_per_3h": 300, "posts_per_day": 2400}
-MAX_WEIGHTED_LENGTH = 280
+DEFAULT_RULES: dict[str, float] = {
+    "duplicate_window_hours": 12.0, "posts_per_3h": 300, "posts_per_day": 2400,
+    "max_weighted_length": MAX_WEIGHTED_LENGTH,  # raise it (X Premium: 25,000) for long posts with note_tweet
+}  # fmt: skip
 TWITTER_EPOCH_MS = 1288834974657  # X's snowflake epoch
 HANDLE_RE = re.compile(r"^[A-Za-z0-9_]{1,50}$")
 RESERVED = {
     "home", "compose", "i", "explore", "notifications", "messages", "settings", "login", "logout", "search",
     "intent", "__sandbox", "favicon.ico", "robots.txt", "tos", "privacy", "signup",
 }  # fmt: skip
-_SPACE = re.compile(r"\s+")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tweets (
@@ -50,50 +49,11 @@ CREATE TABLE IF NOT EXISTS sessions (
 CREATE INDEX IF NOT EXISTS sessions_handle ON sessions (handle);
 CREATE TABLE IF NOT EXISTS rate_blocks (handle TEXT PRIMARY KEY, until REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tweet_flags (
+    id TEXT PRIMARY KEY, visible_at REAL NOT NULL DEFAULT 0, wrapped INTEGER NOT NULL DEFAULT 0, deleted_at REAL
+);
+CREATE TABLE IF NOT EXISTS pins (handle TEXT PRIMARY KEY, tweet_id TEXT);
 """
-
-# X's error messages (GraphQL body shape) by code.
-MESSAGES = {
-    32: "Could not authenticate you.",
-    88: "Rate limit exceeded.",
-    130: "Over capacity",
-    170: "Missing required parameter: tweet_text.",
-    186: "Authorization: Tweet needs to be a bit shorter. (186)",
-    187: "Authorization: Status is a duplicate. (187)",
-    226: (
-        "Authorization: This request looks like it might be automated. To protect our users from spam and other "
-        "malicious activity, we can't complete this action right now. Please try again later. (226)"
-    ),
-    353: "This request requires a matching csrf cookie and header.",
-    385: "Authorization: You attempted to reply to a Tweet that is deleted or not visible to you. (385)",
-}
-_KINDS = {186: "Permissions", 187: "Permissions", 226: "Permissions", 385: "Permissions", 170: "Validation"}
-
-
-def error_body(code: int, message: str | None = None) -> dict[str, Any]:
-    msg = message or MESSAGES.get(code, "Something went wrong.")
-    err: dict[str, Any] = {"message": msg, "code": code}
-    if code in _KINDS:
-        ext = {
-            "name": "AuthorizationError" if _KINDS[code] == "Permissions" else "BadRequest",
-            "source": "Client",
-            "code": code,
-            "kind": _KINDS[code],
-            "tracing": {"trace_id": secrets.token_hex(8)},
-        }
-        err = {"message": msg, "locations": [{"line": 18, "column": 3}], "path": ["create_tweet"],
-               "extensions": ext, **ext}  # fmt: skip
-        return {"errors": [err], "data": {}}
-    return {"errors": [err]}
-
-
-def normalise(text: str) -> str:
-    """How the duplicate rule compares texts: NFC, whitespace folded, trimmed (case-sensitive)."""
-    return _SPACE.sub(" ", unicodedata.normalize("NFC", text)).strip()
-
-
-def weighted_length(text: str) -> int:
-    return parse_tweet(text).weightedLength if text else 0
 
 
 def iso(ts: float) -> str:
@@ -114,17 +74,6 @@ def clean_handle(handle: Any) -> str:
             f"invalid handle {handle!r}: use 1-50 letters, digits or underscores (not a reserved path)"
         )
     return h
-
-
-@dataclass
-class PostResult:
-    """What CreateTweet answers. `stall_s` holds the response after storing (math.inf: until disconnect/stop)."""
-
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
-    stall_s: float | None = None
-    tweet: dict[str, Any] | None = None
 
 
 class Store:
@@ -181,7 +130,7 @@ class Store:
     def reset(self) -> None:
         """Clear tweets, accounts, sessions, faults, rate blocks; rules to defaults; clock to 0. Ids keep rising."""
         with self._lock, self._tx():
-            for table in ("tweets", "accounts", "sessions", "rate_blocks"):
+            for table in ("tweets", "accounts", "sessions", "rate_blocks", "tweet_flags", "pins"):
                 self._db.execute(f"DELETE FROM {table}")
             self.rules = dict(DEFAULT_RULES)
             self.clock_offset_s = 0.0
@@ -271,6 +220,10 @@ class Store:
                 "UPDATE sessions SET valid = 0 WHERE handle = ?", (handle.lstrip("@"),)
             ).rowcount
 
+    def handles(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT handle FROM accounts ORDER BY handle")]
+
     def account_exists(self, handle: str) -> bool:
         with self._lock:
             return (
@@ -286,140 +239,25 @@ class Store:
             drift = self.faults.roll("ui_drift", handle)
         return (float(slow["seconds"]) if slow else 0.0), (drift["suffix"] if drift else "")
 
+    def read_delay(self, handle: str | None) -> float:
+        """Seconds to hold one of the page's GraphQL reads (the `slow_page` fault: the data is slow too)."""
+        with self._lock:
+            slow = self.faults.roll("slow_page", handle)
+        return float(slow["seconds"]) if slow else 0.0
+
     # -- posting --------------------------------------------------------------------------------------------------
 
-    def _limited(self, handle: str, now: float) -> PostResult | None:
-        row = self._db.execute("SELECT until FROM rate_blocks WHERE handle = ?", (handle,)).fetchone()
-        if row is not None and row["until"] > now:
-            return self._rate_limited(row["until"], 0)
-        for window, rule in ((3 * 3600.0, "posts_per_3h"), (86400.0, "posts_per_day")):
-            limit = int(self.rules[rule])
-            if limit <= 0:
-                continue
-            rows = self._db.execute(
-                "SELECT created_at FROM tweets WHERE account = ? AND created_at > ? ORDER BY created_at DESC LIMIT ?",
-                (handle, now - window, limit),
-            ).fetchall()
-            if len(rows) >= limit:
-                # the window frees a slot when the limit-th most recent post leaves it
-                return self._rate_limited(rows[-1]["created_at"] + window, limit)
-        return None
-
-    def _rate_limited(self, until_sandbox: float, limit: int) -> PostResult:
-        reset_epoch = math.ceil(
-            until_sandbox - self.clock_offset_s
-        )  # real epoch seconds, what a client compares
-        return PostResult(
-            429,
-            error_body(88),
-            {
-                "x-rate-limit-reset": str(reset_epoch),
-                "x-rate-limit-limit": str(limit),
-                "x-rate-limit-remaining": "0",
-            },
-        )
-
     def post(self, handle: str, text: Any, reply_to: Any) -> PostResult:
-        """CreateTweet for an authenticated account: rate blocks, faults, rules, then store."""
+        """CreateTweet for an authenticated account: rate blocks, faults, rules, then store (sandbox/posting.py)."""
         with self._lock:
-            now = self.now()
-            limited = self._limited(handle, now)
-            if limited is not None:
-                return limited
-            if self.faults.roll("session_expired", handle):
-                self._db.execute("UPDATE sessions SET valid = 0 WHERE handle = ?", (handle,))
-                return PostResult(401, error_body(32))
-            if self.faults.roll("automation_block", handle):
-                return PostResult(200, error_body(226))
-            rl = self.faults.roll("rate_limit", handle)
-            if rl:
-                until = now + float(rl["reset_s"])
-                with self._tx():
-                    self._db.execute(
-                        "INSERT INTO rate_blocks (handle, until) VALUES (?, ?) "
-                        "ON CONFLICT (handle) DO UPDATE SET until = excluded.until",
-                        (handle, until),
-                    )
-                return self._rate_limited(until, 0)
-            if self.faults.roll("post_error_5xx", handle):
-                return PostResult(503, error_body(130))
-
-            if not isinstance(text, str) or not text.strip():
-                return PostResult(200, error_body(170))
-            text = unicodedata.normalize("NFC", text).strip()
-            if weighted_length(text) > MAX_WEIGHTED_LENGTH:
-                return PostResult(200, error_body(186))
-            conversation_id = None
-            if reply_to is not None and reply_to != "":
-                reply_to = str(reply_to)
-                target = None
-                if reply_to.isdigit():
-                    target = self._db.execute(
-                        "SELECT conversation_id FROM tweets WHERE id = ?", (reply_to,)
-                    ).fetchone()
-                if target is None:
-                    return PostResult(200, error_body(385))
-                conversation_id = target["conversation_id"]
-            else:
-                reply_to = None
-            norm = normalise(text)
-            window_h = float(self.rules["duplicate_window_hours"])
-            if window_h > 0:
-                dup = self._db.execute(
-                    "SELECT 1 FROM tweets WHERE account = ? AND norm = ? AND created_at > ? LIMIT 1",
-                    (handle, norm, now - window_h * 3600.0),
-                ).fetchone()
-                if dup is not None:
-                    return PostResult(200, error_body(187))
-
-            id_num = self._next_id(now)
-            tweet_id = str(id_num)
-            with self._tx():
-                self._db.execute(
-                    "INSERT INTO tweets (id, id_num, account, text, norm, in_reply_to, conversation_id, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (tweet_id, id_num, handle, text, norm, reply_to, conversation_id or tweet_id, now),
-                )
-                self._set_meta("last_id", str(id_num))
-            stall = self.faults.roll("post_commit_stall", handle)
-
-        result = {
-            "rest_id": tweet_id,
-            "has_birdwatch_notes": False,
-            "core": {"user_results": {"result": {"__typename": "User", "legacy": {"screen_name": handle}}}},
-            "is_translatable": False,
-            "views": {"count": "0", "state": "EnabledWithCount"},
-            "source": '<a href="https://x.com" rel="nofollow">X Web App</a>',
-            "legacy": {
-                "id_str": tweet_id,
-                "full_text": text,
-                "created_at": x_created_at(now),
-                "conversation_id_str": conversation_id or tweet_id,
-                "in_reply_to_status_id_str": reply_to,
-                "favorite_count": 0,
-                "retweet_count": 0,
-                "reply_count": 0,
-                "quote_count": 0,
-                "bookmark_count": 0,
-                "favorited": False,
-                "retweeted": False,
-                "lang": "en",
-                "display_text_range": [0, len(text)],
-                "entities": {"hashtags": [], "symbols": [], "urls": [], "user_mentions": []},
-            },
-            "__typename": "Tweet",
-        }
-        body = {"data": {"create_tweet": {"tweet_results": {"result": result}}}}
-        tweet = {
-            "id": tweet_id,
-            "account": handle,
-            "text": text,
-            "in_reply_to": reply_to,
-            "created_at": iso(now),
-        }
-        return PostResult(200, body, stall_s=(float(stall["seconds"]) if stall else None), tweet=tweet)
+            return posting.post(self, handle, text, reply_to)
 
     # -- reading --------------------------------------------------------------------------------------------------
+
+    _SELECT = (
+        "SELECT t.*, p.account AS parent_account, f.visible_at, f.wrapped, f.deleted_at FROM tweets t "
+        "LEFT JOIN tweets p ON p.id = t.in_reply_to LEFT JOIN tweet_flags f ON f.id = t.id "
+    )
 
     def _reply_counts(self, ids: list[str] | None = None) -> dict[str, int]:
         if ids is None:
@@ -438,54 +276,110 @@ class Store:
 
     def _to_dict(self, row: sqlite3.Row, now: float, replies: dict[str, int]) -> dict[str, Any]:
         eng = engagement(row["id"], self.seed, now - row["created_at"], replies.get(row["id"], 0))
-        out = {
+        return {
             "id": row["id"],
             "account": row["account"],
             "text": row["text"],
             "in_reply_to": row["in_reply_to"],
+            "in_reply_to_account": row["parent_account"],
             "conversation_id": row["conversation_id"],
             "created_at": iso(row["created_at"]),
+            "created_at_x": x_created_at(row["created_at"]),
+            "deleted": row["deleted_at"] is not None,
+            "wrapped": bool(row["wrapped"]),
             **eng,
         }
-        if "parent_account" in row.keys():
-            out["in_reply_to_account"] = row["parent_account"]
-        return out
+
+    def _dicts(self, rows: list[sqlite3.Row]) -> list[dict[str, Any]]:
+        replies = self._reply_counts([r["id"] for r in rows])
+        now = self.now()
+        return [self._to_dict(r, now, replies) for r in rows]
 
     def tweets(self, account: str | None = None) -> list[dict[str, Any]]:
-        """Ground truth: every stored tweet, oldest first, with engagement as of the sandbox's now."""
+        """Ground truth: every stored tweet (deleted ones too, flagged), oldest first, engagement as of now."""
         with self._lock:
-            now = self.now()
             if account:
                 rows = self._db.execute(
-                    "SELECT * FROM tweets WHERE account = ? ORDER BY id_num", (account.lstrip("@"),)
+                    self._SELECT + "WHERE t.account = ? ORDER BY t.id_num", (account.lstrip("@"),)
                 ).fetchall()
             else:
-                rows = self._db.execute("SELECT * FROM tweets ORDER BY id_num").fetchall()
-            replies = self._reply_counts()
-            return [self._to_dict(r, now, replies) for r in rows]
+                rows = self._db.execute(self._SELECT + "ORDER BY t.id_num").fetchall()
+            return self._dicts(rows)
 
-    def timeline(self, handle: str, limit: int = 200) -> list[dict[str, Any]]:
-        """An account's tweets, newest first."""
+    def timeline(
+        self, handle: str, limit: int = 200, below: int | None = None, with_replies: bool = True
+    ) -> list[dict[str, Any]]:
+        """What a timeline shows of an account, newest first: not deleted, past any `timeline_lag`; the Posts
+        tab (`with_replies=False`) leaves out replies to other accounts."""
         with self._lock:
-            now = self.now()
+            sql = self._SELECT + (
+                "WHERE t.account = ? AND t.id_num < ? AND f.deleted_at IS NULL AND COALESCE(f.visible_at, 0) <= ? "
+            )
+            if not with_replies:
+                sql += "AND (t.in_reply_to IS NULL OR p.account = t.account) "
             rows = self._db.execute(
-                "SELECT t.*, p.account AS parent_account FROM tweets t LEFT JOIN tweets p ON p.id = t.in_reply_to "
-                "WHERE t.account = ? ORDER BY t.id_num DESC LIMIT ?",
-                (handle, limit),
+                sql + "ORDER BY t.id_num DESC LIMIT ?",
+                (handle, below if below is not None else 2**63 - 1, self.now(), limit),
             ).fetchall()
-            replies = self._reply_counts([r["id"] for r in rows])
-            return [self._to_dict(r, now, replies) for r in rows]
+            return self._dicts(rows)
 
-    def tweet(self, tweet_id: str) -> dict[str, Any] | None:
+    def tweet(self, tweet_id: str, visible_only: bool = False) -> dict[str, Any] | None:
+        """One stored post (None if unknown; with `visible_only`, None too if deleted)."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT t.*, p.account AS parent_account FROM tweets t LEFT JOIN tweets p ON p.id = t.in_reply_to "
-                "WHERE t.id = ?",
-                (tweet_id,),
-            ).fetchone()
-            if row is None:
+            row = self._db.execute(self._SELECT + "WHERE t.id = ?", (tweet_id,)).fetchone()
+            if row is None or (visible_only and row["deleted_at"] is not None):
                 return None
-            return self._to_dict(row, self.now(), self._reply_counts([row["id"]]))
+            return self._dicts([row])[0]
+
+    def replies_to(self, tweet_id: str, limit: int = 5) -> list[dict[str, Any]]:
+        """Visible direct replies to a post, oldest first (any account)."""
+        with self._lock:
+            rows = self._db.execute(
+                self._SELECT + "WHERE t.in_reply_to = ? AND f.deleted_at IS NULL ORDER BY t.id_num LIMIT ?",
+                (tweet_id, limit),
+            ).fetchall()
+            return self._dicts(rows)
+
+    def pinned(self, handle: str) -> dict[str, Any] | None:
+        """The account's pinned post as timelines show it (not deleted, past any lag): the one set with `pin`,
+        else (as many accounts do) its first post."""
+        with self._lock:
+            row = self._db.execute("SELECT tweet_id FROM pins WHERE handle = ?", (handle,)).fetchone()
+            if row is not None and row["tweet_id"] is None:
+                return None
+            where = "t.id = ?" if row is not None else "t.account = ? AND t.in_reply_to IS NULL"
+            found = self._db.execute(
+                self._SELECT + f"WHERE {where} AND f.deleted_at IS NULL AND COALESCE(f.visible_at, 0) <= ? "
+                "ORDER BY t.id_num LIMIT 1",
+                (row["tweet_id"] if row is not None else handle, self.now()),
+            ).fetchone()
+            return None if found is None else self._dicts([found])[0]
+
+    def pin(self, handle: str, tweet_id: str | None) -> None:
+        """Pin one of the account's posts (None: pin nothing)."""
+        with self._lock:
+            if tweet_id is not None:
+                tweet = self.tweet(tweet_id, visible_only=True)
+                if tweet is None or tweet["account"] != handle:
+                    raise ValueError(f"post {tweet_id!r} is not a live post of @{handle}")
+            with self._tx():
+                self._db.execute(
+                    "INSERT INTO pins (handle, tweet_id) VALUES (?, ?) "
+                    "ON CONFLICT (handle) DO UPDATE SET tweet_id = excluded.tweet_id",
+                    (handle, tweet_id),
+                )
+
+    def delete(self, tweet_id: str) -> None:
+        """Delete a post as its author would: gone from pages and timelines, kept (flagged) in the ground truth."""
+        with self._lock:
+            if self.tweet(tweet_id, visible_only=True) is None:
+                raise ValueError(f"no live post with id {tweet_id!r}")
+            with self._tx():
+                self._db.execute(
+                    "INSERT INTO tweet_flags (id, deleted_at) VALUES (?, ?) "
+                    "ON CONFLICT (id) DO UPDATE SET deleted_at = excluded.deleted_at",
+                    (tweet_id, self.now()),
+                )
 
 
 class _Tx:

@@ -17,7 +17,8 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
-from sandbox.app import create_app, is_loopback
+from sandbox.admin import is_loopback
+from sandbox.app import create_app
 from sandbox.client import SandboxAdmin, SandboxAdminError
 from sandbox.engagement import engagement
 from sandbox.faults import FaultConfigError, parse_faults
@@ -48,8 +49,10 @@ def page(chromium: Any, sandbox: SandboxAdmin) -> Iterator[Any]:
 
 
 def compose_inline(page: Any, text: str, button: str = "tweetButtonInline", timeout_ms: int = 5000) -> Any:
-    """Type into tweetTextarea_0, click the post button, return the CreateTweet response."""
-    page.locator('[data-testid="tweetTextarea_0"]').fill(text)
+    """Type into tweetTextarea_0 with key events (the composer, like x.com's, ignores `fill`), click the post
+    button, return the CreateTweet response."""
+    page.locator('[data-testid="tweetTextarea_0"]').click()
+    page.keyboard.type(text)
     with page.expect_response(is_create, timeout=timeout_ms) as info:
         page.locator(f'[data-testid="{button}"]').click()
     return info.value
@@ -74,11 +77,6 @@ def api_post(page: Any, text: str, reply_to: str | None = None, csrf: str | None
         headers={"x-csrf-token": csrf if csrf is not None else ct0, "content-type": "application/json"},
         data=json.dumps({"variables": variables, "queryId": "q"}),
     )
-
-
-def count(label: str | None) -> int:
-    assert label is not None
-    return int(label.split(" ", 1)[0])
 
 
 # -- sessions and pages ------------------------------------------------------------------------------------------
@@ -140,18 +138,21 @@ def test_single_post_rest_id_toast_timeline_and_ground_truth(page: Any, sandbox:
 
     page.goto(sandbox.url + "/alice")
     articles = page.locator('article[data-testid="tweet"]')
-    assert articles.count() == 2
-    assert articles.nth(0).locator('[data-testid="tweetText"]').inner_text() == "Second post"  # newest first
-    assert articles.nth(1).locator(f'a[href="/alice/status/{tid}"]').count() == 1
+    articles.nth(2).wait_for()  # the page's script renders them after the UserTweets response
+    # the first post is pinned on top (as on many x.com profiles), then newest first
+    assert articles.nth(0).locator('[data-testid="socialContext"]').inner_text() == "Pinned"
+    assert articles.nth(0).locator(f'a[href="/alice/status/{tid}"]').count() == 1
+    assert articles.nth(1).locator('[data-testid="tweetText"]').inner_text() == "Second post"
+    assert articles.nth(2).locator(f'a[href="/alice/status/{tid}"]').count() == 1
 
 
 def test_thread_via_compose_is_a_reply_chain(page: Any, sandbox: SandboxAdmin) -> None:
     page.goto(sandbox.url + "/compose/post")
     parts = ["Thread 1/3: why", "Thread 2/3: how", "Thread 3/3: done"]
-    page.locator('[data-testid="tweetTextarea_0"]').fill(parts[0])
+    page.locator('[data-testid="tweetTextarea_0"]').press_sequentially(parts[0])
     for i in (1, 2):
         page.locator('[data-testid="addButton"]').click()
-        page.locator(f'[data-testid="tweetTextarea_{i}"]').fill(parts[i])
+        page.locator(f'[data-testid="tweetTextarea_{i}"]').press_sequentially(parts[i])
     responses: list[Any] = []
     page.on("response", lambda r: responses.append(r) if is_create(r) else None)
     page.locator('[data-testid="tweetButton"]').click()
@@ -216,14 +217,31 @@ def test_api_rules_csrf_length_and_rate_limits(page: Any, sandbox: SandboxAdmin)
     assert [t["text"] for t in sandbox.tweets()][-1] == "fourth"
 
 
-def test_profile_shows_at_least_the_latest_100(page: Any, sandbox: SandboxAdmin) -> None:
+def test_profile_timeline_pages_through_every_post(page: Any, sandbox: SandboxAdmin) -> None:
+    from sandbox.tweet_json import user_id
+    from tests.sandbox_http import graphql_get
+
     page.goto(sandbox.url + "/home")
     for i in range(105):
         assert api_post(page, f"bulk post {i}").status == 200
-    page.goto(sandbox.url + "/alice")
-    texts = page.locator('article[data-testid="tweet"] [data-testid="tweetText"]').all_inner_texts()
-    assert len(texts) >= 100
-    assert texts[:2] == ["bulk post 104", "bulk post 103"]
+    state = sandbox.create_account(HANDLE)
+    texts: list[str] = []
+    cursor: str | None = None
+    for _ in range(20):
+        variables = {"userId": user_id(HANDLE), "count": 20, **({"cursor": cursor} if cursor else {})}
+        body = graphql_get(sandbox.url, state, "UserTweets", variables)
+        (adds,) = [i for i in body["data"]["user"]["result"]["timeline"]["timeline"]["instructions"]
+                   if i["type"] == "TimelineAddEntries"]  # fmt: skip
+        posts = [e for e in adds["entries"] if e["entryId"].startswith("tweet-")]
+        if not posts:
+            break
+        texts += [
+            e["content"]["itemContent"]["tweet_results"]["result"]["legacy"]["full_text"] for e in posts
+        ]
+        cursor = next(
+            e["content"]["value"] for e in adds["entries"] if e["entryId"].startswith("cursor-bottom")
+        )
+    assert texts == [f"bulk post {i}" for i in range(104, -1, -1)]
 
 
 # -- engagement --------------------------------------------------------------------------------------------------
@@ -245,15 +263,18 @@ def test_engagement_grows_and_status_page_counts_match_ground_truth(page: Any, s
     assert settled["views"] > fresh["views"] and settled["replies"] >= 1
 
     page.goto(f"{sandbox.url}/alice/status/{tid}")
-    art = page.locator('article[data-testid="tweet"]')
-    shown = {
-        "replies": count(art.locator('[data-testid="reply"]').get_attribute("aria-label")),
-        "retweets": count(art.locator('[data-testid="retweet"]').get_attribute("aria-label")),
-        "likes": count(art.locator('[data-testid="like"]').get_attribute("aria-label")),
-        "bookmarks": count(art.locator('[data-testid="bookmark"]').get_attribute("aria-label")),
-        "views": count(art.locator('a[href$="/analytics"]').get_attribute("aria-label")),
-    }
+    art = page.locator(f'article[data-testid="tweet"]:has(a[href="/alice/status/{tid}"])')  # replies follow it
+    # as on x.com, every count is in the action bar's role=group label ("4 replies, 30 likes, ..."; zeros left out)
+    label = art.locator('[role="group"]').get_attribute("aria-label")
+    names = {"reply": "replies", "replies": "replies", "repost": "retweets", "reposts": "retweets",
+             "like": "likes", "likes": "likes", "bookmark": "bookmarks", "bookmarks": "bookmarks",
+             "view": "views", "views": "views"}  # fmt: skip
+    shown = dict.fromkeys(metrics, 0)
+    for part in label.split(", "):
+        number, name = part.split(" ")
+        shown[names[name]] = int(number)
     assert shown == {m: sandbox.tweets()[0][m] for m in metrics}
+    assert art.locator('[data-testid="bookmark"]').get_attribute("aria-label") == "Bookmark"
     assert art.locator('[data-testid="like"]').get_attribute("aria-label").endswith(". Like")
 
 
