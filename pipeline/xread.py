@@ -58,11 +58,13 @@ _READ_COUNTS_JS = """(tweetId) => {
     const own = Array.from(art.querySelectorAll('a[href*="/status/"]')).some(
       (l) => new RegExp('/status/' + tweetId + '(?:[/?#]|$)').test(l.getAttribute('href') || ''));
     if (!own) continue;
-    const group = art.querySelector('[role="group"][aria-label]');
-    return {found: true, label: group ? group.getAttribute('aria-label') : null};
+    const group = art.querySelector('[role="group"]');
+    return {found: true, label: group ? (group.getAttribute('aria-label') || '') : null};
   }
+  // Words like "doesn't exist" count only on a page with no posts at all (a post's own text may say them).
+  const column = document.querySelector('[data-testid="primaryColumn"]') || document.body;
   return {found: false, gone: gone ? (gone.textContent || 'gone') : null,
-          text: (document.querySelector('[data-testid="primaryColumn"]') || document.body).innerText.slice(0, 500)};
+          text: document.querySelector('article') ? '' : column.innerText.slice(0, 500)};
 }"""
 
 
@@ -259,7 +261,7 @@ class XReader:
 
         def settled() -> bool:
             state.update(self.page.evaluate(_READ_COUNTS_JS, tweet_id) or {})
-            return bool(state.get("found") and state.get("label")) or bool(state.get("gone")) or bool(
+            return bool(state.get("found") and state.get("label") is not None) or bool(state.get("gone")) or bool(
                 _GONE.search(state.get("text") or ""))
 
         try:
@@ -271,8 +273,8 @@ class XReader:
                 raise PostRejected(f"tweet {tweet_id} does not exist (deleted, or never posted here)", code=144)
             self._raise_if_logged_out()
             raise UiChanged(f"no post {tweet_id} on its status page", selector=TWEET_SELECTOR)
-        if not state.get("label"):
-            raise UiChanged(f"post {tweet_id} has no action bar label", selector='[role="group"][aria-label]')
+        if state.get("label") is None:  # an empty label is a post with no engagement yet (X leaves zeros out)
+            raise UiChanged(f"post {tweet_id} has no action bar", selector='[role="group"]')
         counts = parse_group_label(state["label"])
         return Engagement(likes=counts.get("likes", 0), retweets=counts.get("retweets", 0),
                           replies=counts.get("replies", 0), bookmarks=counts.get("bookmarks", 0),

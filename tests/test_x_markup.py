@@ -240,3 +240,11 @@ def test_a_deleted_post_is_recognised_by_its_page_not_by_a_404(xpage: Any) -> No
     with pytest.raises(PostRejected) as caught:
         client(xpage).engagement("1860000000000000012")
     assert caught.value.code == 144
+
+
+def test_a_post_without_engagement_has_an_empty_group_label_and_reads_as_zeros(xpage: Any) -> None:
+    html = (FIXTURES / "x_status_reply.html").read_text().replace(
+        'aria-label="4 replies, 2 reposts, 30 likes, 1 bookmark, 2909 views"', 'aria-label=""')
+    serve(xpage, {"/alice/status/1860000000000000011": (200, "text/html", html)})
+    counts = client(xpage).engagement("1860000000000000011")
+    assert (counts.replies, counts.retweets, counts.likes, counts.bookmarks, counts.views) == (0, 0, 0, 0, 0)
