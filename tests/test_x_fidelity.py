@@ -8,6 +8,7 @@ a thread and a reply.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -78,3 +79,76 @@ def test_a_reply_with_a_bare_domain_and_a_mention_stalled_after_store_is_posted_
     replies = [t for t in world.truth() if t["in_reply_to"] == parent_id]
     assert len(replies) == 1 and replies[0]["text"] == text
     assert final.state == "posted" and final.tweet_ids == [replies[0]["id"]]
+
+
+# ------------------------------------------------------------------------------ answers after the request left
+
+EVERY_ROW = "Thanks @DawnNeesom, notes on grok.com & https://docs.x.com/xchat/introduction 😭\n\nmore soon"
+AFTER_REQUEST_LEFT = {
+    "html_502_after_store": {"post_5xx_after_store": {"p": 1.0}},
+    "load_shed_after_store": {"load_shed": {"p": 1.0, "after_store_p": 1.0}},
+    "timeout_29_after_store": {"timeout_29": {"p": 1.0, "after_store_p": 1.0}},
+    "load_shed_before_store": {"load_shed": {"p": 1.0, "after_store_p": 0.0, "times": 1}},
+    "silent_drop": {"silent_drop": {"p": 1.0, "times": 1}},
+    "wrapped_result": {"wrapped_result": {"p": 1.0}},
+}
+
+
+@pytest.mark.parametrize("fault", sorted(AFTER_REQUEST_LEFT))
+def test_unclear_answers_end_posted_once_with_the_right_id(world: World, fault: str) -> None:
+    world.sandbox.set_rules(duplicate_window_hours=0)
+    world.sandbox.set_faults(AFTER_REQUEST_LEFT[fault])
+    item_id = world.enqueue("alice", EVERY_ROW)
+    final = post_until_settled(world, item_id)
+    truth = stored(world)
+    assert len(truth) == 1, f"{fault}: X holds {len(truth)} posts"
+    assert final.state == "posted" and final.tweet_ids == list(truth)
+    assert truth[final.tweet_ids[0]]["text"] == EVERY_ROW
+
+
+def test_a_post_that_shows_on_the_timeline_late_is_not_posted_twice(world: World) -> None:
+    from tests.fixtures_world import make_settings
+
+    # The settle window between the two absence checks must outlast the timeline's lag.
+    world.settings = make_settings(world.settings.database_url, world.sandbox.url, world.state_dir,
+                                   reconcile_settle_s=4)
+    world.sandbox.set_rules(duplicate_window_hours=0)
+    world.sandbox.set_faults({"post_commit_stall": {"p": 1.0, "seconds": 30}, "timeline_lag": {"p": 1.0, "seconds": 2}})
+    item_id = world.enqueue("alice", EVERY_ROW)
+    final = post_until_settled(world, item_id)
+    truth = stored(world)
+    assert len(truth) == 1 and final.state == "posted" and final.tweet_ids == list(truth)
+
+
+def test_a_bare_403_pauses_the_account_without_failing_the_item(world: World) -> None:
+    from pipeline.breaker import Breaker
+
+    world.sandbox.set_faults({"bare_403": {"p": 1.0}})
+    item_id = world.enqueue("alice", "Held while the session is refused")
+    world.post()
+    held = queue.get_item(world.engine, item_id)
+    assert held.state == "queued" and held.failures == 0 and world.truth() == []
+    assert Breaker(world.engine).status("alice")[0]["state"] == "forced_open"
+    assert any(key.startswith("auth:") for key, _ in world.alerts.sent)
+
+
+def test_one_items_rejection_never_fails_the_other_items_of_the_run(world: World) -> None:
+    page = world.browser.page("alice", world.state_dir / "sessions" / "alice.json")
+
+    def refuse_one(route: Any) -> None:
+        if "Refuse this one" in (route.request.post_data or ""):
+            route.fulfill(status=200, content_type="application/json",
+                          body='{"errors":[{"message":"Tweet needs to be a bit shorter. (186)","code":186}]}')
+        else:
+            route.continue_()
+
+    page.route("**/CreateTweet", refuse_one)
+    try:
+        refused = world.enqueue("alice", "Refuse this one")
+        kept = world.enqueue("alice", "Keep this one & post it")
+        world.post()
+    finally:
+        page.unroute("**/CreateTweet")
+    assert queue.get_item(world.engine, refused).state == "failed"
+    posted = queue.get_item(world.engine, kept)
+    assert posted.state == "posted" and [t["text"] for t in world.truth()] == ["Keep this one & post it"]
