@@ -152,3 +152,21 @@ def test_one_items_rejection_never_fails_the_other_items_of_the_run(world: World
     assert queue.get_item(world.engine, refused).state == "failed"
     posted = queue.get_item(world.engine, kept)
     assert posted.state == "posted" and [t["text"] for t in world.truth()] == ["Keep this one & post it"]
+
+
+def test_an_unknown_post_behind_a_page_of_newer_posts_is_found_by_paging_back(world: World) -> None:
+    from tests.fixtures_world import make_settings
+
+    # A long settle window: the post must be found, never re-queued as "absent" from a first page that stops short.
+    world.settings = make_settings(world.settings.database_url, world.sandbox.url, world.state_dir,
+                                   reconcile_settle_s=300)
+    world.sandbox.set_rules(duplicate_window_hours=0)
+    world.sandbox.set_faults({"post_commit_stall": {"p": 1.0, "seconds": 30, "times": 1},
+                              "timeline_lag": {"p": 1.0, "seconds": 3, "times": 1}})
+    target = world.enqueue("alice", EVERY_ROW)
+    newer = [world.enqueue("alice", f"Newer post number {n} & counting") for n in range(24)]
+    final = post_until_settled(world, target)
+    truth = stored(world)
+    assert final.state == "posted" and len(truth) == 25
+    assert truth[final.tweet_ids[0]]["text"] == EVERY_ROW
+    assert all(queue.get_item(world.engine, i).state == "posted" for i in newer)
