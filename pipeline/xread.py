@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,6 +31,7 @@ _COUNT_NAMES = {"reply": "replies", "replies": "replies", "repost": "retweets", 
 _GONE = re.compile(r"doesn.t exist|was deleted|has been deleted|is unavailable|no longer available", re.IGNORECASE)
 CLOCK_SLACK = timedelta(minutes=5)  # X's clock and ours differ: a post cannot predate our intent by more
 MAX_TIMELINE_PAGES = 12
+DATA_GRACE_S = 2.0  # how long posts shown without timeline data wait for it before the DOM is read instead
 
 # Rebuild each visible post's text the way it was written: text nodes, emoji from img[alt], and a link's
 # hidden spans (textContent keeps them); the permalink is the one around the post's <time>.
@@ -83,7 +84,6 @@ class TimelineRead:
     complete: bool
     exact: bool = True
     pages: int = 1
-    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -160,6 +160,8 @@ class XReader:
         if not self._wait_for(lambda: bool(responses) or self._article_count() > 0, deadline):
             self._raise_if_logged_out()
             raise TimelineUnreadable(f"@{self.handle}'s timeline showed no posts and loaded no timeline data")
+        if not responses:  # posts on the page before its data (a cache): give the data a moment to arrive
+            self._wait_for(lambda: bool(responses), min(deadline, time.monotonic() + DATA_GRACE_S))
         if not responses:
             return self._read_dom_timeline(limit, deadline)
         posts: dict[str, TimelinePost] = {}

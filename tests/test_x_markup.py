@@ -248,3 +248,15 @@ def test_a_post_without_engagement_has_an_empty_group_label_and_reads_as_zeros(x
     serve(xpage, {"/alice/status/1860000000000000011": (200, "text/html", html)})
     counts = client(xpage).engagement("1860000000000000011")
     assert (counts.replies, counts.retweets, counts.likes, counts.bookmarks, counts.views) == (0, 0, 0, 0, 0)
+
+
+@pytest.mark.parametrize("label,expected", [
+    ("4 replies, 2 reposts, 30 likes, 1 bookmark, 2909 views",
+     {"replies": 4, "retweets": 2, "likes": 30, "bookmarks": 1, "views": 2909}),
+    ("1 reply, 1.2K likes, 3,456 views", {"replies": 1, "likes": 1200, "views": 3456}),
+    ("", {}),
+])
+def test_group_label_counts(label: str, expected: dict[str, int]) -> None:
+    from pipeline.xweb import parse_group_label
+
+    assert parse_group_label(label) == expected
