@@ -52,6 +52,7 @@ SELECTORS: dict[str, tuple[str, ...]] = {
     "overlay_close": ('[data-testid="app-bar-close"]', '[data-testid="confirmationSheetCancel"]', '[data-testid="mask"]'),
     "tweet": ('article[data-testid="tweet"]',),
     "error_region": ('[aria-live="assertive"]',),
+    "typeahead": ('[data-testid="typeaheadDropdownWrapped"]', '[role="listbox"]'),
 }
 LOGIN_PATH = "/i/flow/login"
 CREATE_TWEET = re.compile(r"/i/api/graphql/[^/]+/CreateTweet")
@@ -154,11 +155,16 @@ class XWebClient(XReader):
             box.click(timeout=5000)
             for number, line in enumerate(text.split("\n")):
                 if number:
+                    self._close_typeahead()  # Enter in an open @mention list would pick a suggestion
                     self.page.keyboard.press("Enter")
                 if line:
                     self.page.keyboard.type(line)
         except PlaywrightError as exc:
             raise NothingSent(f"could not type into the composer: {first_line(exc)}") from exc
+
+    def _close_typeahead(self) -> None:
+        if self.page.locator(either("typeahead")).count():
+            self.page.keyboard.press("Escape")
 
     def _raise_mismatch(self, response: Any, intended: str, typed: str) -> None:
         """The request carried other text: never a success. A post X made is reported with its id."""

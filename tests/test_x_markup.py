@@ -50,10 +50,21 @@ COMPOSER = """<!DOCTYPE html><html><body><div data-testid="primaryColumn">
 <button data-testid="tweetButtonInline">Post</button></div><script>
 const box = document.querySelector('[data-testid="tweetTextarea_0"]');
 const blocks = [''];
+// Like x.com, a word starting with @ opens a suggestion list; Enter while it is open picks the suggestion.
+const list = () => document.querySelector('[role="listbox"]');
+function suggest() {
+  const open = /@\\w+$/.test(blocks[blocks.length - 1]);
+  if (open && !list()) document.body.insertAdjacentHTML('beforeend', '<div role="listbox"><div role="option">@DawnNeesom</div></div>');
+  if (!open && list()) list().remove();
+}
+box.addEventListener('keydown', (e) => { if (e.key === 'Escape' && list()) list().remove(); });
 box.addEventListener('beforeinput', (e) => {
   e.preventDefault();
-  if (e.inputType === 'insertText') blocks[blocks.length - 1] += e.data;
-  if (e.inputType === 'insertParagraph' || e.inputType === 'insertLineBreak') blocks.push('');
+  if (e.inputType === 'insertText') { blocks[blocks.length - 1] += e.data; suggest(); }
+  if (e.inputType === 'insertParagraph' || e.inputType === 'insertLineBreak') {
+    if (list()) { blocks[blocks.length - 1] = blocks[blocks.length - 1].replace(/@\\w+$/, '@DawnNeesom_Real '); list().remove(); }
+    else blocks.push('');
+  }
   box.innerText = blocks.join('\\n');
 });
 document.querySelector('button').addEventListener('click', () => {
@@ -189,7 +200,7 @@ def _composer_routes(joiner: str, answer: str) -> dict[str, Any]:
 
 CREATED = json.dumps({"data": {"create_tweet": {"tweet_results": {"result": {
     "__typename": "TweetWithVisibilityResults", "tweet": {"rest_id": "1860000000000000500"}}}}}})
-TEXT = "Big news!\n\nWe shipped v2: grok.com & more 😭\n- faster"
+TEXT = "Big news!\n\nWe shipped v2: grok.com & more 😭\n- faster, thanks @DawnNeesom\nbye"
 
 
 def test_typing_reaches_a_draftjs_like_composer_with_line_breaks_kept(xpage: Any) -> None:
