@@ -84,7 +84,8 @@ def _is_create(resp: Any) -> bool:
 
 
 def _post_on_page(page: Any, text: str) -> str:
-    page.locator('[data-testid="tweetTextarea_0"]').fill(text)
+    page.locator('[data-testid="tweetTextarea_0"]').click()
+    page.keyboard.type(text)  # the composer, like x.com's Draft.js, ignores `fill`
     with page.expect_response(_is_create, timeout=15000) as info:
         page.locator('[data-testid="tweetButtonInline"]').click()
     resp = info.value

@@ -13,7 +13,8 @@ state moves.
   POST /__sandbox/accounts {"handle", "domain"?}   -> {"handle", "storage_state"} (a fresh valid session)
   POST /__sandbox/sessions/expire {"handle"}  invalidate every session of the handle
   POST /__sandbox/faults {name: {"p", ...}, "seed"?}   ({} clears; names and params in faults.py)
-  POST /__sandbox/rules {"duplicate_window_hours"?, "posts_per_3h"?, "posts_per_day"?}
+  POST /__sandbox/rules {"duplicate_window_hours"?, "posts_per_3h"?, "posts_per_day"?, "max_weighted_length"?,
+                         "read_latency_s"?}   (partial updates; defaults 12, 300, 2400, 280, 0.3)
   POST /__sandbox/clock {"offset_s"}
   POST /__sandbox/pin {"handle", "id": "<tweet id>" | null}   (default pin: the account's first post)
   POST /__sandbox/tweets/delete {"id"}        the author deletes a post

@@ -135,7 +135,9 @@ def create_app(store: Store, realism: str = "realistic") -> Starlette:
             return to_login(request)
         handle = request.path_params["handle"]
         if not store.account_exists(handle):
-            return html(pages.not_found_page(viewer, f"This account doesn’t exist: @{handle}"), 404)
+            # x.com's single-page app answers 200 and says so; the friendly pages keep a 404
+            missing = pages.not_found_page(viewer, f"This account doesn’t exist: @{handle}")
+            return html(missing, 200 if realistic else 404)
         if realistic:
             return html(spa.profile_page(viewer, handle, request.url.path.endswith("/with_replies")))
         try:

@@ -14,19 +14,20 @@ import secrets
 import sqlite3
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sandbox import posting
 from sandbox.engagement import engagement
 from sandbox.faults import FaultBox, public_config
-from sandbox.x_rules import MAX_WEIGHTED_LENGTH, PostResult
+from sandbox.x_rules import MAX_WEIGHTED_LENGTH, PostResult, iso, x_created_at
 
 DEFAULT_RULES: dict[str, float] = {
     "duplicate_window_hours": 12.0, "posts_per_3h": 300, "posts_per_day": 2400,
     "max_weighted_length": MAX_WEIGHTED_LENGTH,  # raise it (X Premium: 25,000) for long posts with note_tweet
+    "read_latency_s": 0.3,  # how long the page's GraphQL reads take (x.com's take a few hundred ms)
 }  # fmt: skip
+FLOAT_RULES = ("duplicate_window_hours", "read_latency_s")
 TWITTER_EPOCH_MS = 1288834974657  # X's snowflake epoch
 HANDLE_RE = re.compile(r"^[A-Za-z0-9_]{1,50}$")
 RESERVED = {
@@ -54,15 +55,6 @@ CREATE TABLE IF NOT EXISTS tweet_flags (
 );
 CREATE TABLE IF NOT EXISTS pins (handle TEXT PRIMARY KEY, tweet_id TEXT);
 """
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat()
-
-
-def x_created_at(ts: float) -> str:
-    """X's legacy created_at format: 'Wed Oct 10 20:19:24 +0000 2018'."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%a %b %d %H:%M:%S +0000 %Y")
 
 
 def clean_handle(handle: Any) -> str:
@@ -149,7 +141,7 @@ class Store:
                 value = 0
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ValueError(f"{key} must be a number >= 0, got {value!r}")
-            clean[key] = float(value) if key == "duplicate_window_hours" else int(value)
+            clean[key] = float(value) if key in FLOAT_RULES else int(value)
         with self._lock, self._tx():
             self.rules.update(clean)
             self._set_meta("rules", self.rules)
@@ -240,10 +232,11 @@ class Store:
         return (float(slow["seconds"]) if slow else 0.0), (drift["suffix"] if drift else "")
 
     def read_delay(self, handle: str | None) -> float:
-        """Seconds to hold one of the page's GraphQL reads (the `slow_page` fault: the data is slow too)."""
+        """Seconds to hold one of the page's GraphQL reads: the rule `read_latency_s`, plus the `slow_page` fault
+        (the data is slow too)."""
         with self._lock:
             slow = self.faults.roll("slow_page", handle)
-        return float(slow["seconds"]) if slow else 0.0
+            return float(self.rules["read_latency_s"]) + (float(slow["seconds"]) if slow else 0.0)
 
     # -- posting --------------------------------------------------------------------------------------------------
 

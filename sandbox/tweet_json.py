@@ -45,7 +45,11 @@ UserTweets / UserTweetsAndReplies (`GET /i/api/graphql/<qid>/<Name>?variables={"
   cursor entry: {"entryId": "cursor-bottom-<n>", "content": {"entryType": "TimelineTimelineCursor",
                  "cursorType": "Bottom", "value": "<opaque>"}}; the next page is asked with variables.cursor. A page
                  with no tweet entries is the end. Posts tab: the account's posts and its replies to itself;
-                 Replies tab: every post, replies in modules with up to two ancestors. Newest first, pinned on top.
+                 Replies tab: every post, replies in modules with up to two ancestors. Newest first, pinned on top
+                 (the pinned post, by default the account's first, shows again in its own place). Deleted posts and
+                 posts inside their `timeline_lag` are left out. An unknown userId: {"data": {"user": {}}}.
+  Every GraphQL read needs the session cookies and `x-csrf-token` = ct0 (else 401 code 32 / 403 code 353) and
+  takes the rule `read_latency_s` (0.3 s) plus any `slow_page` delay.
 TweetDetail (`variables={"focalTweetId"}`): {"data": {"threaded_conversation_with_injections_v2": {"instructions":
   [{"type": "TimelineAddEntries", "entries": [<item entry> for each ancestor, oldest first, then the focal post,
   then up to 5 replies as "conversationthread-<id>" module entries]}]}}};

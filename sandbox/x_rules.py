@@ -7,6 +7,7 @@ import re
 import secrets
 import unicodedata
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from twitter_text import parse_tweet
@@ -70,3 +71,12 @@ class PostResult:
     tweet: dict[str, Any] | None = None
     raw: str | None = None
     content_type: str = "application/json"
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def x_created_at(ts: float) -> str:
+    """X's legacy created_at format: 'Wed Oct 10 20:19:24 +0000 2018'."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%a %b %d %H:%M:%S +0000 %Y")

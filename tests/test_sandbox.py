@@ -275,7 +275,11 @@ def test_engagement_grows_and_status_page_counts_match_ground_truth(page: Any, s
         shown[names[name]] = int(number)
     assert shown == {m: sandbox.tweets()[0][m] for m in metrics}
     assert art.locator('[data-testid="bookmark"]').get_attribute("aria-label") == "Bookmark"
-    assert art.locator('[data-testid="like"]').get_attribute("aria-label").endswith(". Like")
+    from sandbox.tweet_json import viewer_did
+
+    liked = viewer_did(tid, "like") and settled["likes"] > 0  # then, as on x.com, the button is "unlike"
+    like = art.locator('[data-testid="unlike"]' if liked else '[data-testid="like"]')
+    assert like.get_attribute("aria-label").endswith(". Liked" if liked else ". Like")
 
 
 def test_engagement_is_deterministic_and_monotone() -> None:

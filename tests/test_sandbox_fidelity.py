@@ -287,3 +287,50 @@ def test_posts_the_viewer_liked_show_unlike(page: Any, sandbox: SandboxAdmin, al
         button = art.locator(f'[data-testid="{testid}"]')
         assert button.get_attribute("aria-label").startswith(f"{truth[tweet_id]['likes']} Like")
         assert f"{truth[tweet_id]['likes']} like" in art.locator('[role="group"]').get_attribute("aria-label")
+
+
+def test_pages_are_shells_until_the_data_arrives(
+    page: Any, sandbox: SandboxAdmin, alice: dict[str, Any]
+) -> None:
+    tweet_id = post(sandbox, alice, "only in the JSON")
+    for path in ("/alice", f"/alice/status/{tweet_id}"):
+        html = page.context.request.get(sandbox.url + path).text()
+        assert "Loading…" in html and "only in the JSON" not in html and 'data-testid="tweet"' not in html
+    sandbox.set_rules(read_latency_s=1.5)
+    page.goto(sandbox.url + "/alice", wait_until="load")
+    assert page.locator("article").count() == 0  # the timeline request is still on its way
+    page.wait_for_selector('article[data-testid="tweet"]')
+    response = page.goto(sandbox.url + "/nobody_here")
+    assert response is not None and response.status == 200  # as x.com's app: the page says so, no 404
+    assert "doesn’t exist" in page.locator('[data-testid="error-detail"]').inner_text()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a & b https://example.com/path?q=1 <c>",
+        "@bob, see www.example.org & x.com/a",
+        "😭 #tag https://t.co.example.com",
+    ],
+)
+def test_entity_indices_count_code_points_of_the_unescaped_text(text: str) -> None:
+    import html
+
+    from sandbox.tweet_json import text_entities
+
+    full_text, entities, text_range = text_entities("1", text)
+    plain = html.unescape(full_text)
+    assert full_text == html.escape(plain, quote=False) and text_range == [0, len(plain)]
+    for url in entities["urls"]:
+        assert plain[slice(*url["indices"])] == url["url"]
+        written = (
+            url["expanded_url"]
+            if url["expanded_url"] in text
+            else url["expanded_url"].removeprefix("http://")
+        )
+        assert written in text  # a bare domain is served with http:// added
+    for mention in entities["user_mentions"]:
+        assert plain[slice(*mention["indices"])] == "@" + mention["screen_name"]
+    for tag in entities["hashtags"]:
+        assert plain[slice(*tag["indices"])] == "#" + tag["text"]
+    assert len(entities["urls"]) == text.count("example") + text.count("x.com/")
