@@ -170,3 +170,26 @@ def test_an_unknown_post_behind_a_page_of_newer_posts_is_found_by_paging_back(wo
     assert final.state == "posted" and len(truth) == 25
     assert truth[final.tweet_ids[0]]["text"] == EVERY_ROW
     assert all(queue.get_item(world.engine, i).state == "posted" for i in newer)
+
+
+# ------------------------------------------------------------------------------------------------ status pages
+
+
+def test_engagement_of_a_reply_comes_from_its_own_article_and_a_deleted_post_from_its_page(world: World) -> None:
+    from pipeline.failures import PostRejected
+    from pipeline.xweb import XWebClient
+
+    page = world.browser.page("alice", world.state_dir / "sessions" / "alice.json")
+    client = XWebClient(page, world.settings.x_base_url, "alice")
+    parent = client.post("A parent post with its own counts")
+    reply = client.post("A reply whose counts we want", in_reply_to=parent)
+    before = {t["id"]: t for t in world.sandbox.tweets()}
+    counts = client.engagement(reply)  # the parent's article comes first on this page
+    after = {t["id"]: t for t in world.sandbox.tweets()}  # counts grow with age: the page's lie between
+    assert before[parent]["replies"] > after[reply]["replies"]  # reading the parent's article would show
+    for name in ("likes", "retweets", "replies", "bookmarks", "views"):
+        assert before[reply][name] <= getattr(counts, name) <= after[reply][name], name
+    world.sandbox.delete_tweet(reply)
+    with pytest.raises(PostRejected) as caught:
+        client.engagement(reply)
+    assert caught.value.code == 144
