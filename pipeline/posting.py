@@ -42,8 +42,8 @@ from pipeline.failures import (
 from pipeline.journal import Journal
 from pipeline.logs import log_event
 from pipeline.settings import Settings
-from pipeline.xtimeline import TimelinePost, loose_key, match_key
-from pipeline.xweb import CLOCK_SLACK, XWebClient
+from pipeline.xtimeline import find_post
+from pipeline.xweb import XWebClient
 
 log = logging.getLogger("pipeline.posting")
 DB_RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 4.0)
@@ -315,7 +315,7 @@ class AccountPoster:
         known = self._recorded_ids({p.tweet_id for p in posts})
         found_any = False
         for part in range(item.next_part, len(item.parts)):
-            match = self._match(posts, item.parts[part], known, not_before=self._first_attempt_at(item.id, part))
+            match = find_post(posts, item.parts[part], known, not_before=self._first_attempt_at(item.id, part))
             if match is None:
                 break
             item = queue.confirm_part(self.engine, item.id, part, match.tweet_id, None, via="reconcile")
@@ -365,31 +365,6 @@ class AccountPoster:
         else:
             queue.release(self.engine, item.id, self.worker)
             self.event("reconcile_absent_once", item_id=item.id, checks=checks)
-
-    def _match(self, posts: list[TimelinePost], text: str, known: set[str],
-               not_before: datetime | None) -> TimelinePost | None:
-        """The oldest unrecorded post with this text, not older than the part's first attempt. Text read
-        from platform data matches exactly (URLs by host and path); text rebuilt from the DOM matches on the
-        loose key and must carry a time after the first attempt."""
-        exact, loose = match_key(text), loose_key(text)
-        earliest = not_before - CLOCK_SLACK if not_before else None
-        candidates = sorted(posts, key=lambda p: (p.created_at is None, p.created_at or datetime.max.replace(tzinfo=UTC),
-                                                  int(p.tweet_id) if p.tweet_id.isdigit() else 0))
-        for post in candidates:  # oldest first: the first copy is ours
-            if post.tweet_id in known:
-                continue
-            if post.exact:
-                if match_key(post.text) != exact:
-                    continue
-                if earliest and post.created_at and post.created_at < earliest:
-                    continue
-            else:
-                if loose_key(post.text) != loose or post.created_at is None:
-                    continue
-                if earliest and post.created_at < earliest:
-                    continue
-            return post
-        return None
 
     def _recorded_ids(self, candidates: set[str]) -> set[str]:
         """Which of the timeline's ids already belong to some item (never claim one twice)."""

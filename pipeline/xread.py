@@ -11,13 +11,19 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from playwright.sync_api import Error as PlaywrightError
 
 from pipeline.failures import NothingSent, PostRejected, UiChanged
-from pipeline.xtimeline import TIMELINE_OPERATIONS, TimelinePost, parse_created_at, parse_timeline
+from pipeline.xtimeline import (
+    CLOCK_SLACK,
+    TIMELINE_OPERATIONS,
+    TimelinePost,
+    parse_created_at,
+    parse_timeline,
+)
 
 TWEET_SELECTOR = 'article[data-testid="tweet"]'
 
@@ -29,7 +35,6 @@ _COUNT_NAMES = {"reply": "replies", "replies": "replies", "repost": "retweets", 
                 "bookmark": "bookmarks", "bookmarks": "bookmarks", "view": "views", "views": "views",
                 "quote": "quotes", "quotes": "quotes"}
 _GONE = re.compile(r"doesn.t exist|was deleted|has been deleted|is unavailable|no longer available", re.IGNORECASE)
-CLOCK_SLACK = timedelta(minutes=5)  # X's clock and ours differ: a post cannot predate our intent by more
 MAX_TIMELINE_PAGES = 12
 DATA_GRACE_S = 2.0  # how long posts shown without timeline data wait for it before the DOM is read instead
 

@@ -22,12 +22,13 @@ import re
 import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from twitter_text.extract_urls import extract_urls_with_indices
 
 TIMELINE_OPERATIONS = ("UserTweets", "UserTweetsAndReplies")
+CLOCK_SLACK = timedelta(minutes=5)  # X's clock and ours differ: a post cannot predate our intent by more
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
 _LINKISH = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
@@ -239,3 +240,25 @@ def loose_key(text: str) -> str:
     kept = "".join(ch for ch in text if unicodedata.category(ch)[0] in "LNPZ" or ch in "\n\t")
     kept = _SPACE.sub(" ", kept).strip()
     return _digest(_SPACE_AT_PUNCT.sub(r"\1", kept).casefold())
+
+
+def find_post(posts: list[TimelinePost], text: str, known: set[str], not_before: datetime | None) -> TimelinePost | None:
+    """The oldest post not yet recorded (`known`) with this text, not older than the part's first attempt.
+
+    Platform data matches on `match_key`; DOM-rebuilt text matches on `loose_key` and must carry a time
+    after the first attempt (less clock slack), as a loose key alone could meet an older post."""
+    exact, loose = match_key(text), loose_key(text)
+    earliest = not_before - CLOCK_SLACK if not_before else None
+    latest = datetime.max.replace(tzinfo=UTC)
+    ordered = sorted(posts, key=lambda p: (p.created_at or latest, int(p.tweet_id) if p.tweet_id.isdigit() else 0))
+    for post in ordered:  # oldest first: the first copy is ours
+        if post.tweet_id in known:
+            continue
+        if (match_key(post.text) if post.exact else loose_key(post.text)) != (exact if post.exact else loose):
+            continue
+        if not post.exact and post.created_at is None:
+            continue
+        if earliest and post.created_at and post.created_at < earliest:
+            continue
+        return post
+    return None

@@ -33,7 +33,6 @@ from pipeline.failures import (
     graphql_error,
 )
 from pipeline.xread import (
-    CLOCK_SLACK,
     Engagement,
     TimelineRead,
     TimelineUnreadable,
@@ -232,5 +231,5 @@ def _tweet_text(request: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-__all__ = ["CLOCK_SLACK", "SELECTORS", "Engagement", "TimelinePost", "TimelineRead", "TimelineUnreadable", "XError", "XWebClient",
+__all__ = ["SELECTORS", "Engagement", "TimelinePost", "TimelineRead", "TimelineUnreadable", "XError", "XWebClient",
            "parse_count", "parse_group_label"]

@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.xtimeline import loose_key, match_key, parse_created_at, parse_timeline, unwrap
+from pipeline.xtimeline import (
+    TimelinePost,
+    find_post,
+    loose_key,
+    match_key,
+    parse_created_at,
+    parse_timeline,
+    unwrap,
+)
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "x_user_tweets_and_replies.json").read_text())
 
@@ -102,3 +110,30 @@ def test_the_pinned_post_never_counts_as_the_oldest_post_read() -> None:
     assert pinned[0].created_at == datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
     assert page.oldest_entry_at == datetime(2026, 12, 1, 1, 10, tzinfo=UTC)  # not the pinned post's November date
     assert page.tweet_entries == 10  # nine items, one conversation module; cursors hold no posts
+
+
+# ---------------------------------------------------------------------------------------------- find_post
+
+T0 = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
+
+
+def _post(tweet_id: str, text: str, minutes: float | None, exact: bool = True) -> TimelinePost:
+    from datetime import timedelta
+
+    return TimelinePost(tweet_id, text, None if minutes is None else T0 + timedelta(minutes=minutes), exact=exact)
+
+
+def test_find_post_takes_the_oldest_unrecorded_copy_after_the_first_attempt() -> None:
+    posts = [_post("30", "Now on http://grok.com, iOS", 3), _post("20", "Now on http://grok.com, iOS", 2),
+             _post("10", "Now on http://grok.com, iOS", -60)]  # an hour before: an older post of the same text
+    assert find_post(posts, "Now on grok.com, iOS", set(), not_before=T0).tweet_id == "20"
+    assert find_post(posts, "Now on grok.com, iOS", {"20"}, not_before=T0).tweet_id == "30"
+    assert find_post(posts, "Now on grok.org, iOS", set(), not_before=T0) is None
+
+
+def test_find_post_on_dom_text_needs_the_loose_key_and_a_time() -> None:
+    rendered = "Thanks @DawnNeesom\n, notes at https://docs.x.com/xchat/introduc… today"
+    posted = "Thanks @DawnNeesom, notes at https://docs.x.com/xchat/introduction today😭"
+    assert find_post([_post("5", rendered, 1, exact=False)], posted, set(), T0).tweet_id == "5"
+    assert find_post([_post("5", rendered, None, exact=False)], posted, set(), T0) is None  # no time, no match
+    assert find_post([_post("5", rendered, 1, exact=True)], posted, set(), T0) is None  # exact data must match exactly
