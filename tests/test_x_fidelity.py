@@ -193,3 +193,26 @@ def test_engagement_of_a_reply_comes_from_its_own_article_and_a_deleted_post_fro
     with pytest.raises(PostRejected) as caught:
         client.engagement(reply)
     assert caught.value.code == 144
+
+
+def test_a_post_made_from_mangled_text_is_recorded_with_its_id_never_counted_a_success(world: World) -> None:
+    import json
+
+    page = world.browser.page("alice", world.state_dir / "sessions" / "alice.json")
+
+    def fold_line_breaks(route: Any) -> None:  # what the predecessor's composer did to line breaks
+        body = json.loads(route.request.post_data or "{}")
+        body["variables"]["tweet_text"] = body["variables"]["tweet_text"].replace("\n", " ")
+        route.continue_(post_data=json.dumps(body))
+
+    page.route("**/CreateTweet", fold_line_breaks)
+    try:
+        item_id = world.enqueue("alice", ROWS["line_breaks_and_ampersand"])
+        report = world.post()
+    finally:
+        page.unroute("**/CreateTweet")
+    truth = world.truth()
+    final = queue.get_item(world.engine, item_id)
+    assert len(truth) == 1 and final.tweet_ids == [truth[0]["id"]]  # the live post is known: never posted again
+    assert report.text_mismatches == 1 and report.failed_by_class == {"text_mismatch": 1}
+    assert any(key.startswith("text_mismatch:") for key, _ in world.alerts.sent)
