@@ -1,8 +1,9 @@
-"""What may be posted: X's weighted length (twitter-text v3), thread size, and the content fingerprint.
+"""What may be posted: X's validity rules (twitter-text v3), thread size, and the content fingerprint.
 
-The fingerprint is the identity of a post for duplicate protection and for reconciliation against the
-timeline: the NFC-normalised, whitespace-folded, case-folded text of every part. Same account + same
-fingerprint = the same post, whatever the item id.
+What the user wrote is what goes live: a part is stored and posted exactly as written, NFC-normalised
+and nothing else (line breaks kept). Whitespace is folded only inside fingerprints, the identity of a
+post for duplicate protection: the NFC-normalised, whitespace-folded, case-folded text of every part.
+Same account + same fingerprint = the same post, whatever the item id.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from twitter_text import parse_tweet
 
 MAX_WEIGHTED_LENGTH = 280
 MIN_THREAD_PARTS, MAX_THREAD_PARTS = 2, 25
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\u2028\u2029\ufeff]")
+# Control characters we refuse (tab and line feed are text). A zero-width space is text too: X accepts it.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+# twitter-text v3's invalid characters: a tweet holding one is refused by X.
+_INVALID = re.compile(r"[\ufffe\ufeff\uffff]")
 _SPACE = re.compile(r"\s+")
 
 
@@ -24,8 +28,13 @@ class ContentError(ValueError):
     """Content that X would reject or that we must not post; the message names the field and the limit."""
 
 
+def as_written(text: str) -> str:
+    """The text that goes live: what the user wrote, NFC-normalised (X normalises to NFC), nothing folded."""
+    return unicodedata.normalize("NFC", text)
+
+
 def normalise(text: str) -> str:
-    """The form X compares (and we fingerprint): NFC, trimmed, runs of whitespace folded."""
+    """The folded form used only inside fingerprints and similarity: NFC, trimmed, whitespace runs folded."""
     return _SPACE.sub(" ", unicodedata.normalize("NFC", text)).strip()
 
 
@@ -34,14 +43,15 @@ def weighted_length(text: str) -> int:
 
 
 def validate_part(text: str, label: str = "text") -> str:
-    """Return the normalised part or raise ContentError naming the problem."""
+    """Return the part as it will be posted (NFC, otherwise untouched) or raise ContentError naming the problem."""
     if not isinstance(text, str):
         raise ContentError(f"{label} must be a string")
-    if _CONTROL.search(text):
-        bad = _CONTROL.search(text).group()  # type: ignore[union-attr]
-        raise ContentError(f"{label} contains the control character U+{ord(bad):04X}; remove it")
-    cleaned = normalise(text)
-    if not cleaned:
+    for pattern, kind in ((_CONTROL, "the control character"), (_INVALID, "the character")):
+        found = pattern.search(text)
+        if found:
+            raise ContentError(f"{label} contains {kind} U+{ord(found.group()):04X}, which X refuses; remove it")
+    cleaned = as_written(text)
+    if not cleaned.strip():
         raise ContentError(f"{label} is empty")
     length = weighted_length(cleaned)
     if length > MAX_WEIGHTED_LENGTH:

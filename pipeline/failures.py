@@ -37,6 +37,7 @@ class ErrorClass(StrEnum):
     REJECTED = "rejected"  # X refused this content; retrying the same text cannot help
     UI_CHANGED = "ui_changed"  # our client no longer matches the page
     STORAGE = "storage"  # our database, not X
+    TEXT_MISMATCH = "text_mismatch"  # the composer sent other text than we meant: never a success
 
 
 # --------------------------------------------------------------------------------------------- exceptions
@@ -102,6 +103,18 @@ class PostRejected(XError):
         self.is_duplicate = (code == DUPLICATE_CODE) if is_duplicate is None else is_duplicate
 
 
+class TextMismatch(XError):
+    """The CreateTweet request carried other text than intended (the composer mangled it). Never a success:
+    a post X made from it (`tweet_id`) is recorded like any live post, and a human is told."""
+
+    error_class = ErrorClass.TEXT_MISMATCH
+
+    def __init__(self, message: str = "", sent_text: str | None = None, tweet_id: str | None = None) -> None:
+        super().__init__(message)
+        self.sent_text = sent_text
+        self.tweet_id = tweet_id
+
+
 class UiChanged(XError):
     """A selector the client relies on is missing after retries: X changed its page, our client must change."""
 
@@ -118,8 +131,10 @@ DUPLICATE_CODE = 187
 RATE_LIMIT_CODES = frozenset({88, 185, 344})  # 88 rate limit, 185/344 daily update limit
 AUTH_CODES = frozenset({32, 353, 326, 37, 64})  # cannot authenticate, csrf mismatch, locked, suspended
 AUTOMATION_CODES = frozenset({226})
-TRANSIENT_CODES = frozenset({130, 131})  # over capacity, internal error: X stored nothing
-REJECTED_CODES = frozenset({DUPLICATE_CODE, 186, 385})  # duplicate, too long, reply target gone
+# Over capacity, internal error, timeout, load shed: whether the post was stored is not known (reference 3).
+UNKNOWN_OUTCOME_CODES = frozenset({130, 131, 29, -1})
+# Duplicate, too long, no such status, media, reply target gone or reply restricted: this content's fault.
+REJECTED_CODES = frozenset({DUPLICATE_CODE, 144, 170, 186, 324, 385, 433})
 
 _CODE_IN_MESSAGE = re.compile(r"\((\d{2,4})\)\s*$")
 
@@ -170,12 +185,16 @@ def _error_code(err: Mapping[str, Any]) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _created_rest_id(body: Mapping[str, Any]) -> str | None:
+def created_rest_id(body: Any) -> str | None:
+    """The created post's id, with `TweetWithVisibilityResults` unwrapped (`result.tweet.rest_id`)."""
     try:
-        rest_id = body["data"]["create_tweet"]["tweet_results"]["result"]["rest_id"]
+        result = body["data"]["create_tweet"]["tweet_results"]["result"]
+        if isinstance(result, Mapping) and "rest_id" not in result and isinstance(result.get("tweet"), Mapping):
+            result = result["tweet"]
+        rest_id = result["rest_id"]
     except (KeyError, TypeError):
         return None
-    return str(rest_id) if rest_id else None
+    return str(rest_id) if rest_id and str(rest_id).isdigit() else None
 
 
 def graphql_error(
@@ -185,10 +204,11 @@ def graphql_error(
 
     X reports most errors in the body with HTTP 200, so codes are read first and the status decides only
     when the body says nothing. A body that carries a created tweet's `rest_id` is a success whatever else
-    it contains: the post exists, and calling it an error would lose its id.
+    it contains: the post exists, and calling it an error would lose its id. The request has left, so
+    anything unclear (5xx, codes 130/131/29/-1, a code we do not know) is `OutcomeUnknown`: reconcile.
     """
     body = body if isinstance(body, Mapping) else None
-    if body is not None and _created_rest_id(body):
+    if body is not None and created_rest_id(body):
         return None
     raw_errors = body.get("errors") if body is not None else None
     errors = [e for e in raw_errors if isinstance(e, Mapping)] if isinstance(raw_errors, list) else []
@@ -214,25 +234,23 @@ def graphql_error(
         # 187 first: a duplicate is answered by reconciliation, other rejections fail the item.
         code, message = message_for({DUPLICATE_CODE}) if DUPLICATE_CODE in codes else message_for(REJECTED_CODES)
         return PostRejected(message or "post rejected", code)
-    if status >= 500 or codes & TRANSIENT_CODES:
-        # In the sandbox model (and X's own semantics for these codes) a 5xx means the post was not stored.
-        code, message = message_for(TRANSIENT_CODES)
-        return NothingSent(message or f"X answered HTTP {status}", code)
-    if status == 401:
-        return AuthFailed(coded[0][1] if coded else "HTTP 401 unauthorized", coded[0][0] if coded else None)
+    if codes & UNKNOWN_OUTCOME_CODES:
+        code, message = message_for(UNKNOWN_OUTCOME_CODES)
+        return OutcomeUnknown(f"{message or 'X error'}: the post may have been stored", code)
+    if status == 401 or (status == 403 and not codes):
+        # A bare 403 is an expired or banned session (twscrape reads it so), not a verdict on the content.
+        return AuthFailed(coded[0][1] if coded else f"HTTP {status} without an error code: the session was refused",
+                          coded[0][0] if coded else None)
     if 300 <= status < 400:
         location = _header(headers, "location") or ""
         if "login" in location:
             return AuthFailed(f"redirected to {location}")
-        return NothingSent(f"unexpected redirect (HTTP {status}) to {location or '?'}")
-    if status == 408:
-        return NothingSent("HTTP 408 request timeout", None)
+        return OutcomeUnknown(f"unexpected redirect (HTTP {status}) to {location or '?'} after the post was sent")
     if errors:
-        # Any other coded or uncoded error in errors[] is X refusing this request's content.
         code, message = coded[0]
-        return PostRejected(message or f"X error {code}", code)
-    if 400 <= status < 500:
-        return PostRejected(f"HTTP {status}", None)
+        return OutcomeUnknown(f"{message or 'X error'} (a code we do not know): the post may have been stored", code)
+    if status >= 400:
+        return OutcomeUnknown(f"X answered HTTP {status} after the post was sent; it may have been stored")
     return None
 
 
@@ -277,7 +295,7 @@ def is_playwright_error(exc: BaseException) -> bool:
 
 # ---------------------------------------------------------------------------------------------- policy
 
-ItemAction = Literal["retry", "reconcile", "requeue_no_penalty", "fail", "retry_db_only"]
+ItemAction = Literal["retry", "reconcile", "requeue_no_penalty", "fail", "retry_db_only", "record_live"]
 BreakerEffect = Literal["count", "ignore", "open_until_reset", "force_open", "open_long"]
 
 
@@ -308,6 +326,9 @@ POLICY: dict[ErrorClass, Policy] = {
     ErrorClass.UI_CHANGED: Policy("requeue_no_penalty", 2.0, "count", True),
     # Our database, not X: retry the DB operation only, never the post.
     ErrorClass.STORAGE: Policy("retry_db_only", 0.0, "ignore", False),
+    # The composer sent other text: a post it made is recorded as live; our typing is broken, so it counts
+    # like a changed page and a human is told.
+    ErrorClass.TEXT_MISMATCH: Policy("record_live", 2.0, "count", True),
 }
 
 

@@ -5,7 +5,9 @@
 
 After the click an item can only become `posted` or `unknown`. Unknown items are looked for on the
 account's own timeline before anything is posted again: found -> posted with its tweet id; absent on two
-checks a settle window apart -> queued again; still unclear -> needs_review and an alert. Every retry and
+checks a settle window apart -> queued again; still unclear -> needs_review and an alert. "Absent" needs
+evidence: a timeline read that returned posts and reached back past the item's first attempt (or the end
+of the timeline); zero posts or a read that stopped short is "unreadable", never "absent". Every retry and
 breaker decision reads the error's class from `pipeline.failures`.
 """
 
@@ -25,7 +27,6 @@ from pipeline import queue
 from pipeline import schema as s
 from pipeline.breaker import Breaker
 from pipeline.browser import BrowserSession
-from pipeline.content import text_fingerprint
 from pipeline.db import DatabaseError, worker_id
 from pipeline.failures import (
     POLICY,
@@ -33,6 +34,7 @@ from pipeline.failures import (
     OutcomeUnknown,
     PostRejected,
     RateLimited,
+    TextMismatch,
     XError,
     backoff_seconds,
     classify,
@@ -40,7 +42,8 @@ from pipeline.failures import (
 from pipeline.journal import Journal
 from pipeline.logs import log_event
 from pipeline.settings import Settings
-from pipeline.xweb import TimelinePost, XWebClient
+from pipeline.xtimeline import find_post
+from pipeline.xweb import XWebClient
 
 log = logging.getLogger("pipeline.posting")
 DB_RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 4.0)
@@ -67,6 +70,7 @@ class PostingReport:
     breaker_states: dict[str, str] = field(default_factory=dict)
     journal_replayed: int = 0
     tweet_ids: list[str] = field(default_factory=list)
+    text_mismatches: int = 0
 
     def count_failure(self, error_class: str) -> None:
         self.failed_by_class[error_class] = self.failed_by_class.get(error_class, 0) + 1
@@ -107,7 +111,6 @@ class AccountPoster:
         self.worker = worker_id()
         self.sleep = sleep
         self._client: XWebClient | None = None
-        self._timeline: list[TimelinePost] | None = None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -190,6 +193,8 @@ class AccountPoster:
             self.event("posting", **fields)
             try:
                 tweet_id = self.client.post(item.parts[part], in_reply_to=item.reply_target(part))
+            except TextMismatch as exc:
+                return self.on_mismatch(item, part, attempt_id, exc)
             except XError as exc:
                 return self.on_error(item, part, attempt_id, exc)
             except Exception as exc:  # noqa: BLE001 - unknown timing: treat as maybe-sent, never re-post blindly
@@ -223,6 +228,25 @@ class AccountPoster:
             "its id is in the journal and the next run records it before posting anything"
         )
 
+    def on_mismatch(self, item: queue.Item, part: int, attempt_id: str, exc: TextMismatch) -> bool:
+        """The composer sent other text and X made a post of it: record that live post (it exists; posting
+        the part again would be a second post), count it against the account, tell a human, stop the account."""
+        fields = {"item_id": item.id, "attempt_id": attempt_id, "part": part, "error_class": str(exc.error_class)}
+        self.report.count_failure(str(exc.error_class))
+        self.report.text_mismatches += 1
+        self.event("post_text_mismatch", logging.ERROR, error=str(exc), tweet_id=exc.tweet_id, **fields)
+        if exc.tweet_id:
+            item = self.confirm(item, part, exc.tweet_id, attempt_id)
+            if item.state == s.POSTED:
+                self.report.posted += 1
+            else:  # a thread: later parts resume on a later run, replying to the recorded part
+                queue.requeue(self.engine, item.id, None, str(exc.error_class), str(exc), penalise=False)
+        self._breaker_call(self.breaker.record_failure, self.handle, exc.error_class, detail=str(exc))
+        self.alert(f"{exc.error_class}:{self.handle}", f"@{self.handle}: the composer changed a post's text",
+                   f"{exc}. Check the post on X and the composer typing, then "
+                   f"`pipeline breaker reset --account {self.handle}` if it opened.")
+        return False
+
     def on_error(self, item: queue.Item, part: int, attempt_id: str, exc: XError) -> bool:
         cls = classify(exc, after_click=isinstance(exc, OutcomeUnknown))
         fields = {"item_id": item.id, "attempt_id": attempt_id, "part": part, "error_class": str(cls)}
@@ -232,7 +256,6 @@ class AccountPoster:
         if cls == ErrorClass.UNKNOWN or (isinstance(exc, PostRejected) and exc.is_duplicate):
             queue.mark_unknown(self.engine, item.id, attempt_id, str(cls), str(exc))
             self.report.unknown += 1
-            self._timeline = None
             if isinstance(exc, PostRejected):  # 187: our earlier attempt may be the original; look now
                 self.reconcile_one(queue.get_item(self.engine, item.id), duplicate_reported=True)
             return True
@@ -267,11 +290,6 @@ class AccountPoster:
 
     # ------------------------------------------------------------------ reconciliation
 
-    def timeline(self) -> list[TimelinePost]:
-        if self._timeline is None:
-            self._timeline = self.client.own_posts()
-        return self._timeline
-
     def reconcile_all(self) -> None:
         seen: set[int] = set()
         while True:
@@ -287,24 +305,17 @@ class AccountPoster:
     def reconcile_one(self, item: queue.Item, duplicate_reported: bool = False) -> None:
         """Look for the item's next parts on the timeline; decide posted, queued again or needs_review."""
         fields = {"item_id": item.id}
+        not_before = self._first_attempt_at(item.id, item.next_part)
         try:
-            self._timeline = None
-            posts = self.timeline()
+            read = self.client.read_timeline(not_before=not_before)
         except XError as exc:
-            checks = queue.note_absent(self.engine, item.id, self.worker).checks if item.lease_owner == self.worker else 0
-            self.event("reconcile_unreadable", logging.WARNING, error=str(exc), **fields)
-            if checks >= MAX_UNCLEAR_CHECKS:
-                queue.needs_review(self.engine, item.id, None, "unknown", f"timeline unreadable: {exc}")
-                self.report.needs_review += 1
-                self.alert(f"needs_review:{item.id}", f"Item {item.id} for @{self.handle} needs review",
-                           f"its outcome stayed unknown and the timeline could not be read: {exc}")
-            else:
-                queue.release(self.engine, item.id, self.worker)
+            self._unreadable(item, str(exc))
             return
+        posts = read.posts
         known = self._recorded_ids({p.tweet_id for p in posts})
         found_any = False
         for part in range(item.next_part, len(item.parts)):
-            match = self._match(posts, item.parts[part], known, not_before=self._first_attempt_at(item.id, part))
+            match = find_post(posts, item.parts[part], known, not_before=self._first_attempt_at(item.id, part))
             if match is None:
                 break
             item = queue.confirm_part(self.engine, item.id, part, match.tweet_id, None, via="reconcile")
@@ -319,12 +330,27 @@ class AccountPoster:
             # Earlier parts were live; the rest were never sent. Resume the thread from the next part.
             queue.requeue(self.engine, item.id, None, "unknown", "resuming after reconciled parts", penalise=False)
             return
+        if not read.complete:
+            self._unreadable(item, f"the timeline read ({read.pages} pages) did not reach back to the first attempt")
+            return
         if duplicate_reported:
             queue.fail(self.engine, item.id, None, "rejected",
                        "X reports a duplicate (187) and the timeline shows no post from this item")
             self.report.failed += 1
             return
         self._absent(item)
+
+    def _unreadable(self, item: queue.Item, why: str) -> None:
+        """No evidence either way: count an unclear check; after MAX_UNCLEAR_CHECKS a human must look."""
+        checks = queue.note_absent(self.engine, item.id, self.worker).checks if item.lease_owner == self.worker else 0
+        self.event("reconcile_unreadable", logging.WARNING, error=why, item_id=item.id)
+        if checks >= MAX_UNCLEAR_CHECKS:
+            queue.needs_review(self.engine, item.id, None, "unknown", f"timeline unreadable: {why}")
+            self.report.needs_review += 1
+            self.alert(f"needs_review:{item.id}", f"Item {item.id} for @{self.handle} needs review",
+                       f"its outcome stayed unknown and the timeline could not be read: {why}")
+        else:
+            queue.release(self.engine, item.id, self.worker)
 
     def _absent(self, item: queue.Item) -> None:
         """Not on the timeline. Re-queue only after two checks a settle window apart (late commits)."""
@@ -339,18 +365,6 @@ class AccountPoster:
         else:
             queue.release(self.engine, item.id, self.worker)
             self.event("reconcile_absent_once", item_id=item.id, checks=checks)
-
-    def _match(self, posts: list[TimelinePost], text: str, known: set[str],
-               not_before: datetime | None) -> TimelinePost | None:
-        target = text_fingerprint(text)
-        slack = timedelta(minutes=5)  # clocks of X and ours differ; a post can't predate our intent by more
-        for post in reversed(posts):  # oldest first: the first copy is ours
-            if post.fingerprint != target or post.tweet_id in known:
-                continue
-            if not_before and post.created_at and post.created_at < not_before - slack:
-                continue
-            return post
-        return None
 
     def _recorded_ids(self, candidates: set[str]) -> set[str]:
         """Which of the timeline's ids already belong to some item (never claim one twice)."""

@@ -1,6 +1,10 @@
 """The X web client: drives one Playwright page of one logged-in account. Knows nothing of the database.
 
+- Text is typed as key events (Draft.js ignores text that did not arrive as input), and the CreateTweet
+  request's `variables.tweet_text` is compared with the intended text before the response is trusted.
 - The tweet id comes from the `CreateTweet` network response, never from polling the DOM.
+- The account's own posts are read from the timeline's GraphQL responses the page loads (`pipeline.xtimeline`
+  parses them); only when none arrives is the text rebuilt from the DOM (marked inexact).
 - Every failure leaves as a typed error from `pipeline.failures`, with the one distinction that matters:
   did the request leave the browser? Before it did, the error is `NothingSent` (safe to retry); after, a
   timeout or crash is `OutcomeUnknown` (reconcile, never re-post).
@@ -10,24 +14,34 @@
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass
-from datetime import UTC, datetime
+import unicodedata
 from typing import Any
 
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from pipeline.content import text_fingerprint
 from pipeline.failures import (
     AuthFailed,
     NothingSent,
     OutcomeUnknown,
-    PostRejected,
+    TextMismatch,
     UiChanged,
     XError,
+    created_rest_id,
     graphql_error,
 )
+from pipeline.xread import (
+    Engagement,
+    TimelineRead,
+    TimelineUnreadable,
+    XReader,
+    first_line,
+    parse_count,
+    parse_group_label,
+)
+from pipeline.xtimeline import TimelinePost
 
 SELECTORS: dict[str, tuple[str, ...]] = {
     "compose_box": ('[data-testid="tweetTextarea_0"]', 'div[role="textbox"][contenteditable="true"]'),
@@ -37,67 +51,16 @@ SELECTORS: dict[str, tuple[str, ...]] = {
     "overlay_close": ('[data-testid="app-bar-close"]', '[data-testid="confirmationSheetCancel"]', '[data-testid="mask"]'),
     "tweet": ('article[data-testid="tweet"]',),
     "error_region": ('[aria-live="assertive"]',),
+    "typeahead": ('[data-testid="typeaheadDropdownWrapped"]', '[role="listbox"]'),
 }
 LOGIN_PATH = "/i/flow/login"
 CREATE_TWEET = re.compile(r"/i/api/graphql/[^/]+/CreateTweet")
-_COUNT = re.compile(r"(\d[\d,]*(?:\.\d+)?)([KMB])?(?![A-Za-z])")  # "1,234 Likes", "1.2K views"
-
-_READ_TIMELINE_JS = """() => Array.from(document.querySelectorAll('article[data-testid="tweet"]')).map(a => {
-  const text = a.querySelector('[data-testid="tweetText"]');
-  const link = a.querySelector('a[href*="/status/"]');
-  const time = a.querySelector('time');
-  return {text: text ? text.innerText : '', href: link ? link.getAttribute('href') : '',
-          time: time ? time.getAttribute('datetime') : null};
-})"""
-
-_READ_COUNTS_JS = """() => {
-  const art = document.querySelector('article[data-testid="tweet"]');
-  if (!art) return null;
-  const label = (sel) => { const el = art.querySelector(sel); return el ? el.getAttribute('aria-label') : null; };
-  return {replies: label('[data-testid="reply"]'), retweets: label('[data-testid="retweet"]'),
-          likes: label('[data-testid="like"]'), bookmarks: label('[data-testid="bookmark"]'),
-          views: label('a[href$="/analytics"]')};
-}"""
-
-
 def either(name: str) -> str:
     """One CSS selector matching any of the fallbacks for `name`."""
     return ", ".join(SELECTORS[name])
 
 
-@dataclass(frozen=True)
-class TimelinePost:
-    tweet_id: str
-    text: str
-    created_at: datetime | None
-
-    @property
-    def fingerprint(self) -> str:
-        return text_fingerprint(self.text)
-
-
-@dataclass(frozen=True)
-class Engagement:
-    likes: int
-    retweets: int
-    replies: int
-    bookmarks: int
-    views: int
-    quotes: int = 0
-
-
-def parse_count(label: str | None) -> int:
-    """'1,234 Likes. Like' -> 1234; '1.2K views' -> 1200; missing -> 0."""
-    if not label:
-        return 0
-    match = _COUNT.search(label)
-    if not match:
-        return 0
-    number, suffix = match.group(1).replace(",", ""), match.group(2) or ""
-    return int(float(number) * {"": 1, "K": 1e3, "M": 1e6, "B": 1e9}[suffix])
-
-
-class XWebClient:
+class XWebClient(XReader):
     """Posts, reads its own timeline and reads engagement for ONE account on ONE reused page."""
 
     def __init__(self, page: Any, base_url: str, handle: str, nav_timeout_s: float = 30.0,
@@ -117,9 +80,9 @@ class XWebClient:
             response = self.page.goto(self.base_url + path, wait_until="domcontentloaded",
                                       timeout=timeout_ms or self.nav_timeout_ms)
         except PlaywrightTimeout as exc:
-            raise NothingSent(f"page {path} did not load in time: {_first_line(exc)}") from exc
+            raise NothingSent(f"page {path} did not load in time: {first_line(exc)}") from exc
         except PlaywrightError as exc:
-            raise NothingSent(f"navigation to {path} failed: {_first_line(exc)}") from exc
+            raise NothingSent(f"navigation to {path} failed: {first_line(exc)}") from exc
         self._raise_if_logged_out()
         return response
 
@@ -143,7 +106,7 @@ class XWebClient:
             self._raise_if_logged_out()
             raise UiChanged(f"no {name.replace('_', ' ')} on {self.page.url}", selector=either(name)) from exc
         except PlaywrightError as exc:
-            raise NothingSent(f"page failed while looking for {name}: {_first_line(exc)}") from exc
+            raise NothingSent(f"page failed while looking for {name}: {first_line(exc)}") from exc
         return locator
 
     def check_session(self) -> bool:
@@ -158,32 +121,62 @@ class XWebClient:
     # ------------------------------------------------------------------ posting
 
     def post(self, text: str, in_reply_to: str | None = None) -> str:
-        """Publish one post (a reply when `in_reply_to` is set) and return its tweet id (`rest_id`)."""
+        """Publish one post (a reply when `in_reply_to` is set) and return its tweet id (`rest_id`).
+
+        Raises TextMismatch (with the id of any post X made) when the request carried other text than `text`."""
         # X redirects /i/status/<id> to the canonical /<author>/status/<id>, whose reply box we use.
         self._goto(f"/i/status/{in_reply_to}" if in_reply_to else "/home")
         self._dismiss_overlays()
         box = self._find("compose_box", self.nav_timeout_ms)
         button = self._find("post_button", min(self.nav_timeout_ms, 10_000))
-        try:
-            box.click(timeout=5000)
-            box.fill(text, timeout=5000)
-        except PlaywrightError as exc:
-            raise NothingSent(f"could not type into the composer: {_first_line(exc)}") from exc
+        intended = unicodedata.normalize("NFC", text)
+        self._type(box, intended)
 
-        sent: list[bool] = []
+        sent: list[Any] = []
 
         def on_request(request: Any) -> None:
             if request.method == "POST" and CREATE_TWEET.search(request.url):
-                sent.append(True)
+                sent.append(request)
 
         self.page.on("request", on_request)
         try:
             response = self._click_and_wait(button, sent)
         finally:
             self.page.remove_listener("request", on_request)
-        return self._read_created(response, text)
+        typed = _tweet_text(sent[-1]) if sent else None
+        if typed is not None and unicodedata.normalize("NFC", typed) != intended:
+            self._raise_mismatch(response, intended, typed)
+        return self._read_created(response)
 
-    def _click_and_wait(self, button: Any, sent: list[bool]) -> Any:
+    def _type(self, box: Any, text: str) -> None:
+        """Type as a person does: key events per line, Enter between lines (Draft.js ignores `fill`)."""
+        try:
+            box.click(timeout=5000)
+            for number, line in enumerate(text.split("\n")):
+                if number:
+                    self._close_typeahead()  # Enter in an open @mention list would pick a suggestion
+                    self.page.keyboard.press("Enter")
+                if line:
+                    self.page.keyboard.type(line)
+        except PlaywrightError as exc:
+            raise NothingSent(f"could not type into the composer: {first_line(exc)}") from exc
+
+    def _close_typeahead(self) -> None:
+        if self.page.locator(either("typeahead")).count():
+            self.page.keyboard.press("Escape")
+
+    def _raise_mismatch(self, response: Any, intended: str, typed: str) -> None:
+        """The request carried other text: never a success. A post X made is reported with its id."""
+        try:
+            tweet_id = created_rest_id(response.json())
+        except Exception:  # noqa: BLE001 - no readable id: the outcome is unknown, reconciliation decides
+            tweet_id = None
+        detail = f"the composer sent {typed[:80]!r} instead of {intended[:80]!r}"
+        if tweet_id is None:
+            raise OutcomeUnknown(f"{detail}; no post id came back")
+        raise TextMismatch(f"{detail}; X made post {tweet_id}", sent_text=typed, tweet_id=tweet_id)
+
+    def _click_and_wait(self, button: Any, sent: list[Any]) -> Any:
         try:
             with self.page.expect_response(
                 lambda r: r.request.method == "POST" and bool(CREATE_TWEET.search(r.url)),
@@ -200,23 +193,25 @@ class XWebClient:
             raise NothingSent(f"the Post click sent no request{': ' + message if message else ''}") from exc
         except PlaywrightError as exc:
             if sent:
-                raise OutcomeUnknown(f"browser failed after the post was sent: {_first_line(exc)}") from exc
-            raise NothingSent(f"browser failed before the post was sent: {_first_line(exc)}") from exc
+                raise OutcomeUnknown(f"browser failed after the post was sent: {first_line(exc)}") from exc
+            raise NothingSent(f"browser failed before the post was sent: {first_line(exc)}") from exc
 
-    def _read_created(self, response: Any, text: str) -> str:
+    def _read_created(self, response: Any) -> str:
+        """The request has left: anything but a clear id or a clear typed error is an unknown outcome."""
         try:
             body = response.json()
         except Exception as exc:  # noqa: BLE001 - any unreadable body after a sent request is an unknown outcome
-            if response.status >= 500:
-                raise NothingSent(f"X answered HTTP {response.status}") from exc
-            raise OutcomeUnknown(f"unreadable CreateTweet response (HTTP {response.status})") from exc
+            error = graphql_error(response.status, None, response.headers)
+            if isinstance(error, AuthFailed):
+                raise error from exc
+            raise OutcomeUnknown(f"CreateTweet answered HTTP {response.status} without JSON; the post may be live") from exc
         error = graphql_error(response.status, body, response.headers)
         if error is not None:
             raise error
-        try:
-            return str(body["data"]["create_tweet"]["tweet_results"]["result"]["rest_id"])
-        except (KeyError, TypeError) as exc:
-            raise OutcomeUnknown("CreateTweet answered without a rest_id") from exc
+        tweet_id = created_rest_id(body)
+        if tweet_id is None:
+            raise OutcomeUnknown("CreateTweet answered without a rest_id (empty tweet_results); the post may be live")
+        return tweet_id
 
     def _error_text(self) -> str:
         try:
@@ -225,63 +220,16 @@ class XWebClient:
         except PlaywrightError:
             return ""
 
-    # ------------------------------------------------------------------ reading
 
-    def own_posts(self) -> list[TimelinePost]:
-        """The account's recent posts, replies included (for reconciliation). Raises on failure to read."""
-        self._goto(f"/{self.handle}/with_replies", timeout_ms=self.reconcile_timeout_ms)
-        try:
-            self.page.locator(either("logged_in")).first.wait_for(state="attached", timeout=self.reconcile_timeout_ms)
-            rows = self.page.evaluate(_READ_TIMELINE_JS)
-        except PlaywrightError as exc:
-            raise NothingSent(f"could not read @{self.handle}'s timeline: {_first_line(exc)}") from exc
-        posts = []
-        for row in rows:
-            match = re.search(r"/status/(\d+)", row.get("href") or "")
-            if not match:
-                continue
-            created = _parse_time(row.get("time"))
-            posts.append(TimelinePost(match.group(1), row.get("text") or "", created))
-        return posts
-
-    def find_posts(self, fingerprints: set[str]) -> dict[str, list[TimelinePost]]:
-        """Timeline posts whose text matches one of the fingerprints (the account's own, newest first)."""
-        found: dict[str, list[TimelinePost]] = {}
-        for post in self.own_posts():
-            if post.fingerprint in fingerprints:
-                found.setdefault(post.fingerprint, []).append(post)
-        return found
-
-    def engagement(self, tweet_id: str) -> Engagement:
-        """Counts from the status page's aria-labels (what X shows, not an API that needs a paid key)."""
-        response = self._goto(f"/{self.handle}/status/{tweet_id}")
-        if response is not None and response.status == 404:
-            raise PostRejected(f"tweet {tweet_id} does not exist (deleted, or never posted here)", code=144)
-        try:
-            self.page.locator(either("tweet")).first.wait_for(state="attached", timeout=self.nav_timeout_ms)
-            labels = self.page.evaluate(_READ_COUNTS_JS)
-        except PlaywrightError as exc:
-            raise NothingSent(f"could not read the status page of {tweet_id}: {_first_line(exc)}") from exc
-        if not labels:
-            raise UiChanged(f"no tweet on the status page of {tweet_id}", selector=either("tweet"))
-        return Engagement(
-            likes=parse_count(labels["likes"]), retweets=parse_count(labels["retweets"]),
-            replies=parse_count(labels["replies"]), bookmarks=parse_count(labels["bookmarks"]),
-            views=parse_count(labels["views"]),
-        )
-
-
-def _parse_time(raw: str | None) -> datetime | None:
-    if not raw:
-        return None
+def _tweet_text(request: Any) -> str | None:
+    """`variables.tweet_text` of a CreateTweet request (None when the body is not the JSON we know)."""
     try:
-        return datetime.fromisoformat(raw.replace("Z", "+00:00")).astimezone(UTC)
-    except ValueError:
+        body = json.loads(request.post_data or "")
+        value = body["variables"]["tweet_text"]
+    except (ValueError, KeyError, TypeError):
         return None
+    return value if isinstance(value, str) else None
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-
-
-__all__ = ["SELECTORS", "Engagement", "TimelinePost", "XError", "XWebClient", "parse_count"]
+__all__ = ["SELECTORS", "Engagement", "TimelinePost", "TimelineRead", "TimelineUnreadable", "XError", "XWebClient",
+           "parse_count", "parse_group_label"]

@@ -21,10 +21,12 @@ from pipeline.failures import (
     OutcomeUnknown,
     PostRejected,
     RateLimited,
+    TextMismatch,
     UiChanged,
     XError,
     backoff_seconds,
     classify,
+    created_rest_id,
     graphql_error,
     is_playwright_error,
     item_action,
@@ -48,7 +50,8 @@ SUCCESS = {"data": {"create_tweet": {"tweet_results": {"result": {
 
 def test_error_class_values_are_the_stored_strings() -> None:
     assert [c.value for c in ErrorClass] == [
-        "transient", "unknown", "rate_limited", "auth", "automation_block", "rejected", "ui_changed", "storage"]
+        "transient", "unknown", "rate_limited", "auth", "automation_block", "rejected", "ui_changed", "storage",
+        "text_mismatch"]
     assert ErrorClass("rate_limited") is ErrorClass.RATE_LIMITED
     assert f"{ErrorClass.UI_CHANGED}" == "ui_changed"
 
@@ -146,10 +149,13 @@ def test_code_found_in_extensions_or_message_only() -> None:
     assert isinstance(graphql_error(200, string_code, {}), AuthFailed)
 
 
-def test_uncoded_graphql_error_is_a_rejection() -> None:
+def test_uncoded_or_unknown_graphql_errors_are_unknown_outcomes_never_rejections() -> None:
     err = graphql_error(200, {"errors": [{"message": "Query: Unspecified"}]}, {})
-    assert isinstance(err, PostRejected)
-    assert err.code is None and err.message == "Query: Unspecified"
+    assert isinstance(err, OutcomeUnknown)
+    assert err.code is None and "Query: Unspecified" in err.message
+    strange = graphql_error(200, x_body(9999, "Something new (9999)"), {})
+    assert isinstance(strange, OutcomeUnknown) and strange.code == 9999
+    assert item_action(strange) == "reconcile"
 
 
 def test_rate_limit_code_88_with_reset_header() -> None:
@@ -189,25 +195,53 @@ def test_reset_header_parsing_edge_cases() -> None:
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
-def test_5xx_means_nothing_was_stored(status: int) -> None:
+def test_5xx_after_the_request_left_is_an_unknown_outcome(status: int) -> None:
     err = graphql_error(status, None, {})
-    assert isinstance(err, NothingSent)
-    assert err.error_class is ErrorClass.TRANSIENT
+    assert isinstance(err, OutcomeUnknown)
+    assert err.error_class is ErrorClass.UNKNOWN
     assert str(status) in err.message
 
 
-@pytest.mark.parametrize("code", [130, 131])
-def test_over_capacity_and_internal_error_codes_are_transient(code: int) -> None:
-    assert isinstance(graphql_error(200, x_body(code), {}), NothingSent)
+@pytest.mark.parametrize("code,message", [(130, "Over capacity"), (131, "Dependency: Internal error"),
+                                          (29, "Timeout"), (-1, "LoadShed: Unspecified")])
+def test_capacity_timeout_and_load_shed_codes_are_unknown_outcomes(code: int, message: str) -> None:
+    err = graphql_error(200, x_body(code, message), {})
+    assert isinstance(err, OutcomeUnknown) and err.code == code
+    assert item_action(err) == "reconcile"
+
+
+def test_a_403_without_code_is_the_sessions_problem_not_the_contents() -> None:
+    err = graphql_error(403, None, {})
+    assert isinstance(err, AuthFailed) and err.error_class is ErrorClass.AUTH
+    assert isinstance(graphql_error(403, {"errors": []}, {}), AuthFailed)
+    assert isinstance(graphql_error(403, x_body(187), {}), PostRejected)  # a coded 403 keeps its code's meaning
+
+
+def test_created_rest_id_unwraps_visibility_results_and_refuses_empty_results() -> None:
+    wrapped = {"data": {"create_tweet": {"tweet_results": {"result": {
+        "__typename": "TweetWithVisibilityResults", "tweet": {"rest_id": "1860000000000000123"}}}}}}
+    assert created_rest_id(wrapped) == "1860000000000000123"
+    assert graphql_error(200, wrapped, {}) is None
+    assert created_rest_id({"data": {"create_tweet": {"tweet_results": {}}}}) is None
+    assert created_rest_id({"data": {"create_tweet": {"tweet_results": {"result": {"rest_id": ""}}}}}) is None
+    assert created_rest_id("<html>502</html>") is None
+
+
+def test_text_mismatch_is_its_own_class_that_records_the_post_and_alerts() -> None:
+    err = TextMismatch("typed text differs", sent_text="hello", tweet_id="5")
+    assert classify(err) is ErrorClass.TEXT_MISMATCH
+    assert POLICY[ErrorClass.TEXT_MISMATCH].item_action == "record_live"
+    assert POLICY[ErrorClass.TEXT_MISMATCH].alert
 
 
 def test_5xx_with_a_rejection_code_keeps_the_code_meaning() -> None:
     assert isinstance(graphql_error(503, x_body(187), {}), PostRejected)
 
 
-def test_other_4xx_without_body() -> None:
-    assert isinstance(graphql_error(400, None, {}), PostRejected)
-    assert isinstance(graphql_error(408, None, {}), NothingSent)
+def test_other_4xx_without_body_leave_the_outcome_unknown() -> None:
+    assert isinstance(graphql_error(400, None, {}), OutcomeUnknown)
+    assert isinstance(graphql_error(408, None, {}), OutcomeUnknown)
+    assert isinstance(graphql_error(302, None, {"location": "/elsewhere"}), OutcomeUnknown)
 
 
 # ---------------------------------------------------------------------------------------------- classify
