@@ -154,12 +154,13 @@ def test_broken_thread_chain_is_gated_with_or_without_recorded_ids() -> None:
     assert failures_of({**ZERO, "broken_threads": 1, "max_connections": 1}, PROVING)[0] == "broken_threads=1"
 
 
-def test_a_text_altered_on_the_way_is_reported() -> None:
+def test_a_text_altered_on_the_way_fails_the_gate() -> None:
     items, truth = clean_history()
     items.append(item(4, ["four\n\nlines"], ids=[14]))
     truth.append(tweet(14, "a", "four lines"))  # the same post to the platform's eye, but the breaks are gone
     v = check(items, truth)
     assert v.details["texts_altered_ids"] == [4] and v.duplicates == 0 and v.lost == 0
+    assert "texts_altered=1" in failures_of({**ZERO, "texts_altered": 1, "max_connections": 1}, PROVING)
 
 
 PROVING = {"connection_bound": 45, "quiet": True, "post_ops_faulted_share_while_faults_on": 0.4,
