@@ -14,9 +14,15 @@ from dataclasses import dataclass
 
 from twitter_text import parse_tweet
 
+from pipeline.handles import HandleError, canonical_handle
+
 MAX_WEIGHTED_LENGTH = 280
 MIN_THREAD_PARTS, MAX_THREAD_PARTS = 2, 25
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\u2028\u2029\ufeff]")
+MAX_TOPIC_LENGTH, MAX_FORMAT_LENGTH = 64, 32  # the columns' sizes
+# Invisible format characters (Unicode Cf: bidi overrides, zero-width spaces, BOM...) are refused in posts:
+# they make a text read differently than it is stored. Kept: the zero-width joiner and the tag characters
+# that build emoji (family, flag of England).
+_ALLOWED_FORMAT = {"\u200d"} | {chr(c) for c in range(0xE0020, 0xE0080)}
 _SPACE = re.compile(r"\s+")
 
 
@@ -37,9 +43,9 @@ def validate_part(text: str, label: str = "text") -> str:
     """Return the normalised part or raise ContentError naming the problem."""
     if not isinstance(text, str):
         raise ContentError(f"{label} must be a string")
-    if _CONTROL.search(text):
-        bad = _CONTROL.search(text).group()  # type: ignore[union-attr]
-        raise ContentError(f"{label} contains the control character U+{ord(bad):04X}; remove it")
+    bad = first_hidden_character(text, allow_newlines=True)
+    if bad is not None:
+        raise ContentError(f"{label} contains {bad}; remove it")
     cleaned = normalise(text)
     if not cleaned:
         raise ContentError(f"{label} is empty")
@@ -47,6 +53,33 @@ def validate_part(text: str, label: str = "text") -> str:
     if length > MAX_WEIGHTED_LENGTH:
         raise ContentError(f"{label} is {length} weighted characters; the limit is {MAX_WEIGHTED_LENGTH}")
     return cleaned
+
+
+def first_hidden_character(text: str, allow_newlines: bool = False) -> str | None:
+    """The first control or invisible formatting character in `text`, described for an error message."""
+    for position, ch in enumerate(text, start=1):
+        category = unicodedata.category(ch)
+        if allow_newlines and ch in "\n\t":
+            continue
+        if category in {"Cc", "Zl", "Zp"} or (category == "Cf" and ch not in _ALLOWED_FORMAT):
+            kind = "the control character" if category != "Cf" else "the invisible formatting character"
+            name = unicodedata.name(ch, "unnamed")
+            return f"{kind} U+{ord(ch):04X} ({name}) at character {position}"
+    return None
+
+
+def check_label(value: object, field: str, max_length: int) -> str | None:
+    """A short operator label (topic, format): text, at most `max_length`, no control or invisible characters."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ContentError(f"{field} must be text, not {type(value).__name__}")
+    bad = first_hidden_character(value)
+    if bad is not None:
+        raise ContentError(f"{field} contains {bad}; remove it")
+    if not value.strip() or len(value) > max_length:
+        raise ContentError(f"{field} must be 1 to {max_length} characters")
+    return value.strip()
 
 
 def validate_parts(parts: list[str]) -> list[str]:
@@ -57,7 +90,13 @@ def validate_parts(parts: list[str]) -> list[str]:
         raise ContentError(f"a thread has {len(parts)} parts; it must have {MIN_THREAD_PARTS} to {MAX_THREAD_PARTS}")
     if len(parts) == 1:
         return [validate_part(parts[0], "text")]
-    return [validate_part(p, f"part {i}") for i, p in enumerate(parts, start=1)]
+    clean = [validate_part(p, f"part {i}") for i, p in enumerate(parts, start=1)]
+    first_seen: dict[str, int] = {}
+    for i, part in enumerate(clean, start=1):
+        earlier = first_seen.setdefault(text_fingerprint(part), i)
+        if earlier != i:
+            raise ContentError(f"part {i} repeats part {earlier}; X refuses a repeated text, so part {i} would fail")
+    return clean
 
 
 def text_fingerprint(text: str) -> str:
@@ -97,12 +136,16 @@ def make_draft(
     topic: str | None = None,
     format: str | None = None,
 ) -> Draft:
-    if not account or not isinstance(account, str):
-        raise ContentError("account is required")
+    try:
+        handle = canonical_handle(account)
+    except HandleError as exc:
+        raise ContentError(str(exc)) from None
     clean = validate_parts(parts)
+    topic = check_label(topic, "topic", MAX_TOPIC_LENGTH)
+    format = check_label(format, "format", MAX_FORMAT_LENGTH)
     if reply_to is not None:
         reply_to = str(reply_to)
         if not _TWEET_ID.match(reply_to):
             raise ContentError(f"reply_to {reply_to!r} is not a tweet id (digits only)")
     kind = "reply" if reply_to else ("thread" if len(clean) > 1 else "single")
-    return Draft(account=account.lstrip("@"), parts=clean, kind=kind, reply_to=reply_to, topic=topic, format=format)
+    return Draft(account=handle, parts=clean, kind=kind, reply_to=reply_to, topic=topic, format=format)

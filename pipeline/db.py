@@ -28,6 +28,10 @@ class DatabaseError(RuntimeError):
     """The database is unreachable or its schema is missing; the message says what to do."""
 
 
+class SchemaError(DatabaseError):
+    """The database answers but its schema is missing or behind: the operator's fix (exit 2), not an outage."""
+
+
 def normalise_url(url: str) -> str:
     """`postgresql://` means psycopg 3 under SQLAlchemy 2.1; this project ships psycopg2."""
     if url.startswith("postgres://"):

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 from pipeline import schema as s
 from pipeline.content import ContentError, Draft
 from pipeline.db import db_now, is_sqlite, now_sql, transaction, worker_id
+from pipeline.handles import canonical_handle
 
 items = s.content_items
 
@@ -132,7 +133,7 @@ def get_item(engine: Engine, item_id: int) -> Item:
 
 def add_account(engine: Engine, handle: str, storage_state_path: str, timezone: str = "UTC") -> None:
     """Register an account (or point an existing one at a new session file)."""
-    handle = handle.lstrip("@")
+    handle = canonical_handle(handle)
     with transaction(engine) as conn:
         exists = conn.execute(sa.select(s.accounts.c.handle).where(s.accounts.c.handle == handle)).first()
         if exists:
@@ -153,7 +154,7 @@ def list_accounts(engine: Engine) -> list[dict[str, Any]]:
 
 def get_account(engine: Engine, handle: str) -> dict[str, Any]:
     with engine.connect() as conn:
-        row = conn.execute(sa.select(s.accounts).where(s.accounts.c.handle == handle.lstrip("@"))).first()
+        row = conn.execute(sa.select(s.accounts).where(s.accounts.c.handle == canonical_handle(handle))).first()
     if row is None:
         raise EnqueueError(
             f"account {handle!r} is not registered; add it with `pipeline accounts add {handle} --storage-state FILE`"
@@ -164,12 +165,13 @@ def get_account(engine: Engine, handle: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- enqueue
 
 
-def enqueue(engine: Engine, entries: Iterable[tuple[Draft, datetime | None]], source: str = "operator") -> list[int]:
+def enqueue(engine: Engine, entries: Iterable[tuple[Draft, datetime | None]], source: str = "operator",
+            labels: Sequence[str] | None = None) -> list[int]:
     """Insert items all-or-nothing. `None` as time means now (database clock).
 
     Refuses, naming the item, unknown accounts, times that are not timezone-aware, and content that is
     already live for the account (queued, posting, posted...): a second post of the same text is
-    impossible, not merely unlikely.
+    impossible, not merely unlikely. `labels` name the entries in errors (the file's line numbers).
     """
     entries = list(entries)
     ids: list[int] = []
@@ -179,7 +181,7 @@ def enqueue(engine: Engine, entries: Iterable[tuple[Draft, datetime | None]], so
             known = {r[0] for r in conn.execute(sa.select(s.accounts.c.handle))}
             seen: set[tuple[str, str]] = set()
             for n, (draft, at) in enumerate(entries, start=1):
-                where = f"item {n}" if len(entries) > 1 else "item"
+                where = labels[n - 1] if labels else (f"item {n}" if len(entries) > 1 else "item")
                 if draft.account not in known:
                     raise EnqueueError(
                         f"{where}: account {draft.account!r} is not registered; "
