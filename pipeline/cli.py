@@ -252,6 +252,16 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 # --------------------------------------------------------------------------- parser
 
 
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{raw!r} must be 1 or more")
+    return value
+
+
 def _item_states() -> list[str]:
     from pipeline.schema import STATES
 
@@ -299,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--account")
     p.add_argument("--state", action="append", choices=_item_states())
-    p.add_argument("--limit", type=int, default=1000)
+    p.add_argument("--limit", type=_positive_int, default=1000)
 
     p = add("cancel", cmd_cancel, "cancel a queued item")
     p.add_argument("item_id", type=int)

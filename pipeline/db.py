@@ -33,7 +33,8 @@ class SchemaError(DatabaseError):
 
 
 def normalise_url(url: str) -> str:
-    """`postgresql://` means psycopg 3 under SQLAlchemy 2.1; this project ships psycopg2."""
+    """`postgresql://` means psycopg 3 under SQLAlchemy 2.1; here it stays psycopg2 (the driver Dagster's
+    storage uses too). `postgresql+psycopg://` selects psycopg 3; both are installed."""
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://"):]
     if url.startswith("postgresql://"):

@@ -45,12 +45,13 @@ def read_text_file(path: str | Path, max_bytes: int, label: str) -> str:
         raise InputError(f"{label} {path}: no such file") from None
     except OSError as exc:
         raise InputError(f"{label} {path}: cannot be opened ({exc.strerror})") from None
-    with os.fdopen(fd, "rb") as fh:
-        info = os.fstat(fh.fileno())
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
+        os.close(fd)
         if not stat.S_ISREG(info.st_mode):
             raise InputError(f"{label} {path}: is not a regular file (a device, pipe or folder); give a file")
-        if info.st_size > max_bytes:
-            raise InputError(f"{label} {path}: is {info.st_size} bytes; the limit is {max_bytes}; split it")
+        raise InputError(f"{label} {path}: is {info.st_size} bytes; the limit is {max_bytes}; split it")
+    with os.fdopen(fd, "rb") as fh:
         data = fh.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise InputError(f"{label} {path}: is larger than the limit of {max_bytes} bytes; split it")
