@@ -22,6 +22,7 @@ from pipeline.settings import ConfigError, Settings, load_settings
 from pipeline.statefiles import StateFileError
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+ENQUEUE_LINES_SHOWN = 20
 
 
 class UsageError(ValueError):
@@ -148,9 +149,10 @@ def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
         ids = queue.enqueue(engine, entries, labels=labels)
     except queue.EnqueueError as exc:
         raise UsageError(f"{exc}; nothing was enqueued") from None
-    for item_id in ids:
-        item = queue.get_item(engine, item_id)
-        print(f"enqueued item {item.id} for @{item.account} ({item.kind}) at {queue.iso(item.scheduled_at)}")
+    for item_id, (draft, at) in list(zip(ids, entries, strict=True))[:ENQUEUE_LINES_SHOWN]:
+        print(f"enqueued item {item_id} for @{draft.account} ({draft.kind}) at {queue.iso(at) or 'now'}")
+    if len(ids) > ENQUEUE_LINES_SHOWN:
+        print(f"... {len(ids)} items enqueued in all (ids {ids[0]} to {ids[-1]}); `pipeline queue` lists them")
     return EXIT_OK
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import sqlite3
+import string
 import threading
 from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
@@ -22,6 +23,8 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline import db as dbmod
 from pipeline.cli import main
@@ -493,3 +496,14 @@ def test_psycopg3_urls_work_end_to_end(pg_url: str, tmp_path: Path) -> None:
         latest_snapshots(engine)  # the COPY path of psycopg 3
     finally:
         dbmod.dispose_engines()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(string.ascii_letters + string.digits + string.punctuation + " \n\t\r...."),
+               max_size=300))
+def test_the_ascii_shortcut_weighs_like_the_reference_parser(text: str) -> None:
+    from twitter_text import parse_tweet
+
+    from pipeline.content import weighted_length
+
+    assert weighted_length(text) == parse_tweet(text).weightedLength
