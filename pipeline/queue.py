@@ -165,7 +165,8 @@ def get_account(engine: Engine, handle: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- enqueue
 
 
-ENQUEUE_CHUNK = 1000  # rows per write transaction: well under 100 ms of SQLite's write lock
+ENQUEUE_CHUNK = 100  # rows per write transaction: SQLite's write lock held well under 100 ms at 1M rows
+DUPLICATE_BATCH = 1000  # fingerprints per duplicate lookup (read only, no lock)
 
 
 def enqueue(engine: Engine, entries: Iterable[tuple[Draft, datetime | None]], source: str = "operator",
@@ -225,16 +226,19 @@ def _check_entries(conn: Connection, entries: list[tuple[Draft, datetime | None]
     for account, fp in seen:
         by_account.setdefault(account, []).append(fp)
     for account, fps in by_account.items():
-        for start in range(0, len(fps), ENQUEUE_CHUNK):
-            live = conn.execute(sa.select(items.c.id, items.c.state, items.c.fingerprint).where(
-                items.c.account == account, items.c.fingerprint.in_(fps[start:start + ENQUEUE_CHUNK]),
-                items.c.state.not_in(s.DEAD_STATES),
-            )).first()
+        for start in range(0, len(fps), DUPLICATE_BATCH):
+            live = conn.execute(live_duplicates(account, fps[start:start + DUPLICATE_BATCH])).first()
             if live:
                 raise EnqueueError(
                     f"{seen[(account, live.fingerprint)]}: @{account} already has this text as item {live.id} "
                     f"({live.state}); X would reject it as a duplicate (187). Change the text or cancel the other item"
                 )
+
+
+def live_duplicates(account: str, fingerprints: Sequence[str]) -> sa.Select:
+    """Live items of `account` with any of these fingerprints, through the unique live-fingerprint index."""
+    return sa.select(items.c.id, items.c.state, items.c.fingerprint).where(
+        items.c.account == account, items.c.fingerprint.in_(list(fingerprints)), sa.text(s.LIVE_PREDICATE))
 
 
 def _cancel_partial(engine: Engine, ids: list[int]) -> None:

@@ -507,3 +507,18 @@ def test_the_ascii_shortcut_weighs_like_the_reference_parser(text: str) -> None:
     from pipeline.content import weighted_length
 
     assert weighted_length(text) == parse_tweet(text).weightedLength
+
+
+def test_the_duplicate_check_reads_the_live_fingerprint_index(engine) -> None:  # type: ignore[no-untyped-def]
+    """On both databases the enqueue's duplicate lookup is an index search, not a scan of the account's history."""
+    from pipeline.queue import live_duplicates
+
+    stmt = live_duplicates("alice", ["fp1", "fp2"]).compile(engine, compile_kwargs={"render_postcompile": True})
+    params = tuple(stmt.params[k] for k in stmt.positiontup) if stmt.positiontup else stmt.params
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            plan = str(conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {stmt}", params).all())
+        else:
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            plan = str(conn.exec_driver_sql(f"EXPLAIN {stmt}", params).all())
+    assert "uq_content_items_live_fingerprint" in plan, plan
