@@ -518,7 +518,23 @@ def test_the_duplicate_check_reads_the_live_fingerprint_index(engine) -> None:  
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
             plan = str(conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {stmt}", params).all())
-        else:
-            conn.exec_driver_sql("SET enable_seqscan = off")
-            plan = str(conn.exec_driver_sql(f"EXPLAIN {stmt}", params).all())
+        else:  # PostgreSQL picks by cost; hide the account index (rolled back) to see the partial one is usable
+            with conn.begin() as tx:
+                conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+                conn.exec_driver_sql("DROP INDEX ix_content_items_account_state")
+                plan = str(conn.exec_driver_sql(f"EXPLAIN {stmt}", params).all())
+                tx.rollback()
     assert "uq_content_items_live_fingerprint" in plan, plan
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_logs_never_carry_a_credential(fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    from pipeline.logs import configure_logging, log_event
+
+    configure_logging(fmt)
+    log_event(logging.getLogger("pipeline.test"), "db_failed", level=logging.ERROR, account="alice",
+              error="could not reach postgresql://bob:hunter2@db/app?password=hunter2 or https://hunter2@x.example")
+    err = capsys.readouterr().err
+    assert "db_failed" in err and "bob:***@db" in err and "hunter2" not in err
