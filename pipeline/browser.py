@@ -13,6 +13,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from pipeline.inputs import InputError, read_text_file
+from pipeline.statefiles import write_secret_file
+
 # Without the background-networking flags Chromium keeps dialing Google's hosts on this closed network.
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -49,6 +52,9 @@ def find_executable(preferred: str = "") -> str | None:
     return None
 
 
+SESSION_FILE_MAX_BYTES = 8 * 1024 * 1024  # a storage_state is cookies and local storage: kilobytes
+
+
 def read_storage_state(path: str | Path) -> dict[str, Any]:
     """Load a session file, with an error that names the file and the fix (never its contents)."""
     p = Path(path)
@@ -58,27 +64,16 @@ def read_storage_state(path: str | Path) -> dict[str, Any]:
             "or register one with `pipeline accounts add HANDLE --storage-state FILE`"
         )
     try:
-        data = json.loads(p.read_text())
+        text = read_text_file(p, SESSION_FILE_MAX_BYTES, "browser session file")
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"browser session file {p} is not valid JSON (line {exc.lineno}); export it again") from None
     if not isinstance(data, dict) or "cookies" not in data:
         raise ValueError(f"browser session file {p} is not a Playwright storage_state (no 'cookies'); export it again")
     return data
-
-
-def write_secret_file(path: str | Path, data: dict[str, Any]) -> Path:
-    """Write JSON atomically with mode 0600 (sessions are secrets)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, p)
-    return p
 
 
 class BrowserSession:

@@ -1,7 +1,8 @@
 """The `pipeline` command: what an operator types. Each subcommand is a thin call into the core.
 
-Exit codes: 0 ok; 1 a runtime failure (or `health` degraded); 2 bad input or configuration, nothing
-written (or `health` unhealthy). Errors are one line naming the problem and the fix; secrets never appear.
+Exit codes: 0 done; 2 bad input or configuration, nothing written; 1 a failure of ours or of a service
+(database down, browser missing). `health` keeps its own 0 healthy / 1 degraded / 2 unhealthy. Errors name
+the problem and the fix; every message passes through `redact`, so no credential is ever printed.
 """
 
 from __future__ import annotations
@@ -11,13 +12,17 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline.handles import HandleError, canonical_handle
+from pipeline.inputs import InputError, check_timezone, parse_at, parse_enqueue_file
+from pipeline.redact import redact
 from pipeline.settings import ConfigError, Settings, load_settings
+from pipeline.statefiles import StateFileError
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+ENQUEUE_LINES_SHOWN = 20
 
 
 class UsageError(ValueError):
@@ -56,6 +61,11 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    if args.markdown:
+        from pipeline.settings import markdown_table
+
+        print(markdown_table())
+        return EXIT_OK
     rows = settings.describe()
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -64,20 +74,35 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _refuse_replacing_a_session(engine: Any, handle: str, replace: bool) -> None:
+    """Re-adding an account that has a session file would silently drop a working login."""
+    from pipeline import queue
+
+    existing = {r["handle"]: r for r in queue.list_accounts(engine)}.get(handle)
+    if existing and Path(existing["storage_state_path"]).exists() and not replace:
+        raise UsageError(f"@{handle} is already registered with a session at {existing['storage_state_path']}; "
+                         "add --replace to replace that session")
+
+
 def cmd_accounts_add(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline import queue
-    from pipeline.browser import read_storage_state, write_secret_file
+    from pipeline.browser import read_storage_state
+    from pipeline.login import session_path
+    from pipeline.statefiles import warn_if_shared, write_secret_file
 
-    handle = args.handle.lstrip("@")
-    if not handle.replace("_", "").isalnum() or len(handle) > 15:
-        raise UsageError(f"handle {args.handle!r} is not an X handle (letters, digits and _, at most 15)")
+    handle = canonical_handle(args.handle, "handle")
+    timezone = check_timezone(args.timezone)
     try:
         state = read_storage_state(args.storage_state)
     except (FileNotFoundError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     engine = _engine(settings)
-    target = write_secret_file(settings.state_path / "sessions" / f"{handle}.json", state)
-    queue.add_account(engine, handle, str(target), args.timezone)
+    _refuse_replacing_a_session(engine, handle, args.replace)
+    warning = warn_if_shared(args.storage_state)
+    if warning:
+        print(warning, file=sys.stderr)
+    target = write_secret_file(session_path(settings, handle), state)
+    queue.add_account(engine, handle, str(target), timezone)
     print(f"account @{handle} registered; session stored at {target} (mode 0600)")
     return EXIT_OK
 
@@ -96,54 +121,17 @@ def cmd_accounts_list(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def _parse_at(value: str | None, where: str = "--at") -> datetime | None:
-    if value is None:
-        return None
-    try:
-        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"{where} {value!r} is not an ISO-8601 time such as 2026-12-01T09:30:00Z") from None
-    if at.tzinfo is None:
-        raise UsageError(f"{where} {value!r} has no time zone; add Z or an offset like +02:00")
-    return at
-
-
-def _entries_from_file(path: str) -> list[tuple[Any, datetime | None]]:
-    from pipeline.content import ContentError, make_draft
-
-    p = Path(path)
-    if not p.exists():
-        raise UsageError(f"--file {path}: no such file")
-    entries = []
-    for n, line in enumerate(p.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path} line {n}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{where}: not valid JSON ({exc.msg}); nothing was enqueued") from None
-        if not isinstance(obj, dict) or "account" not in obj or ("text" in obj) == ("parts" in obj):
-            raise UsageError(f"{where}: needs 'account' and exactly one of 'text' or 'parts'; nothing was enqueued")
-        parts = [obj["text"]] if "text" in obj else obj["parts"]
-        try:
-            draft = make_draft(obj["account"], parts, obj.get("reply_to"), obj.get("topic"), obj.get("format"))
-        except ContentError as exc:
-            raise UsageError(f"{where}: {exc}; nothing was enqueued") from None
-        entries.append((draft, _parse_at(obj.get("at"), f"{where}: 'at'")))
-    if not entries:
-        raise UsageError(f"--file {path} holds no items")
-    return entries
-
-
 def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline import queue
     from pipeline.content import ContentError, make_draft
 
+    labels: list[str] | None = None
     if args.file:
-        if args.text or args.thread or args.account:
-            raise UsageError("--file cannot be combined with --account/--text/--thread")
-        entries = _entries_from_file(args.file)
+        if args.text or args.thread or args.account or args.at or args.reply_to or args.topic or args.format:
+            raise UsageError("--file cannot be combined with --account/--text/--thread/--at/--reply-to/--topic/--format")
+        requests = parse_enqueue_file(args.file)
+        entries = [(r.draft, r.at) for r in requests]
+        labels = [f"--file {args.file} line {r.line}" for r in requests]
     else:
         if not args.account:
             raise UsageError("--account is required (or use --file)")
@@ -153,17 +141,18 @@ def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
         if args.thread and len(args.thread) < 2:
             raise UsageError("a thread has 2 to 25 parts; --thread got 1 (use --text for a single post)")
         try:
-            entries = [(make_draft(args.account, parts, args.reply_to, args.topic, args.format), _parse_at(args.at))]
+            entries = [(make_draft(args.account, parts, args.reply_to, args.topic, args.format), parse_at(args.at))]
         except ContentError as exc:
             raise UsageError(str(exc)) from None
     engine = _engine(settings)
     try:
-        ids = queue.enqueue(engine, entries)
+        ids = queue.enqueue(engine, entries, labels=labels)
     except queue.EnqueueError as exc:
         raise UsageError(f"{exc}; nothing was enqueued") from None
-    for item_id in ids:
-        item = queue.get_item(engine, item_id)
-        print(f"enqueued item {item.id} for @{item.account} ({item.kind}) at {queue.iso(item.scheduled_at)}")
+    for item_id, (draft, at) in list(zip(ids, entries, strict=True))[:ENQUEUE_LINES_SHOWN]:
+        print(f"enqueued item {item_id} for @{draft.account} ({draft.kind}) at {queue.iso(at) or 'now'}")
+    if len(ids) > ENQUEUE_LINES_SHOWN:
+        print(f"... {len(ids)} items enqueued in all (ids {ids[0]} to {ids[-1]}); `pipeline queue` lists them")
     return EXIT_OK
 
 
@@ -173,13 +162,10 @@ EVIDENCE_STATES = ("needs_review", "unknown")  # pipeline.schema.NEEDS_REVIEW, U
 
 def cmd_queue(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline import queue, resolve
-    from pipeline.schema import STATES
 
-    unknown_states = sorted(set(args.state or ()) - set(STATES))
-    if unknown_states:
-        raise UsageError(f"--state {unknown_states[0]!r} is not a state; use one of {', '.join(STATES)}")
+    account = canonical_handle(args.account, "--account") if args.account else None
     engine = _engine(settings)
-    items = queue.list_items(engine, account=args.account, states=args.state or None, limit=args.limit)
+    items = queue.list_items(engine, account=account, states=args.state or None, limit=args.limit)
     judged = [i for i in items if i.state in EVIDENCE_STATES]
     evidence = resolve.evidence_for(engine, judged) if judged else {}
     rows = [i.as_json() | ({"evidence": evidence[i.id].as_json()} if i.id in evidence else {}) for i in items]
@@ -249,14 +235,19 @@ def cmd_sandbox_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_breaker(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import queue
     from pipeline.breaker import Breaker
 
-    breaker = Breaker(_engine(settings))
+    engine = _engine(settings)
+    breaker = Breaker(engine)
+    account = canonical_handle(args.account, "--account") if args.account else None
+    if account is not None and account not in {r["handle"] for r in queue.list_accounts(engine)}:
+        raise UsageError(f"--account @{account} is not registered; `pipeline accounts list` shows the accounts")
     if args.breaker_command == "reset":
-        breaker.reset(args.account.lstrip("@"), reason="operator reset (pipeline breaker reset)")
-        print(f"breaker for @{args.account.lstrip('@')} closed")
+        breaker.reset(account, reason="operator reset (pipeline breaker reset)")
+        print(f"breaker for @{account} closed")
         return EXIT_OK
-    rows = breaker.status(args.account)
+    rows = breaker.status(account)
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
     else:
@@ -265,22 +256,30 @@ def cmd_breaker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_login(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import queue
     from pipeline.login import interactive_login
 
-    handle = args.account.lstrip("@")
+    handle = canonical_handle(args.account, "--account")
+    timezone = check_timezone(args.timezone)
+    if not args.timeout > 0:
+        raise UsageError("--timeout must be more than 0 seconds")
+    engine = _engine(settings)
     path = interactive_login(settings, handle, timeout_s=args.timeout)
-    from pipeline import queue
-
-    queue.add_account(_engine(settings), handle, str(path), args.timezone)
+    queue.add_account(engine, handle, str(path), timezone)
     print(f"logged in as @{handle}; session saved to {path} (mode 0600)")
     return EXIT_OK
 
 
 def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.health import check_health
+    from pipeline.health import UNHEALTHY, HealthReport, check_health
     from resources.daemon import daemon_heartbeat_age_s
 
-    report = check_health(settings, daemon_heartbeat_age_s(), daemon_expected=not args.no_daemon)
+    try:
+        report = check_health(settings, daemon_heartbeat_age_s(), daemon_expected=not args.no_daemon)
+    except Exception as exc:  # noqa: BLE001 - a probe that cannot finish is itself a finding
+        logging.getLogger("pipeline").debug("health check failed", exc_info=True)
+        report = HealthReport()
+        report.add("health_check", UNHEALTHY, redact(f"the check itself failed: {type(exc).__name__}: {exc}"))
     if args.json:
         print(json.dumps(report.as_json(), indent=2, default=str))
     else:
@@ -295,6 +294,22 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # --------------------------------------------------------------------------- parser
+
+
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{raw!r} must be 1 or more")
+    return value
+
+
+def _item_states() -> list[str]:
+    from pipeline.schema import STATES
+
+    return list(STATES)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -312,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("config", cmd_config, "every setting, its value (secrets masked) and where it came from")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--markdown", action="store_true", help="the README's configuration table (every setting, default, meaning)")
 
     accounts = sub.add_parser("accounts", help="X accounts and their browser sessions").add_subparsers(
         dest="accounts_command", required=True)
@@ -319,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("handle")
     p.add_argument("--storage-state", required=True, metavar="FILE")
     p.add_argument("--timezone", default="UTC", help="the account's time zone for quiet hours (IANA name)")
+    p.add_argument("--replace", action="store_true", help="replace the session of an account already registered")
     p = add("list", cmd_accounts_list, "registered accounts", accounts)
     p.add_argument("--json", action="store_true")
 
@@ -335,8 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("queue", cmd_queue, "items with state, schedule, tweet ids and last error")
     p.add_argument("--json", action="store_true")
     p.add_argument("--account")
-    p.add_argument("--state", action="append")
-    p.add_argument("--limit", type=int, default=1000)
+    p.add_argument("--state", action="append", choices=_item_states())
+    p.add_argument("--limit", type=_positive_int, default=1000)
 
     p = add("resolve", cmd_resolve, "decide an item the pipeline could not: live (--tweet-id), --requeue or --cancel")
     p.add_argument("item_id", type=int)
@@ -396,19 +413,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(log_format=args.log_format)
         configure_logging(settings.log_format)
         return args.func(args, settings)
-    except (UsageError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (UsageError, ConfigError, HandleError, InputError, StateFileError) as exc:
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - the last line of defence prints one clear line
-        from pipeline.db import DatabaseError
+        from pipeline.db import DatabaseError, SchemaError
 
         if isinstance(exc, DatabaseError):
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_BAD_INPUT
+            print(f"error: {redact(str(exc))}", file=sys.stderr)
+            return EXIT_BAD_INPUT if isinstance(exc, SchemaError) else EXIT_FAILURE
         logging.getLogger("pipeline").debug("unhandled", exc_info=True)
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"error: {type(exc).__name__}: {redact(str(exc))}", file=sys.stderr)
         return EXIT_FAILURE
 
 

@@ -28,8 +28,13 @@ class DatabaseError(RuntimeError):
     """The database is unreachable or its schema is missing; the message says what to do."""
 
 
+class SchemaError(DatabaseError):
+    """The database answers but its schema is missing or behind: the operator's fix (exit 2), not an outage."""
+
+
 def normalise_url(url: str) -> str:
-    """`postgresql://` means psycopg 3 under SQLAlchemy 2.1; this project ships psycopg2."""
+    """`postgresql://` means psycopg 3 under SQLAlchemy 2.1; here it stays psycopg2 (the driver Dagster's
+    storage uses too). `postgresql+psycopg://` selects psycopg 3; both are installed."""
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://"):]
     if url.startswith("postgresql://"):

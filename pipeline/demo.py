@@ -23,10 +23,10 @@ import sqlalchemy as sa
 
 from pipeline import queue
 from pipeline import schema as s
-from pipeline.browser import write_secret_file
 from pipeline.db import db_now, get_engine, transaction
 from pipeline.migrate import upgrade
 from pipeline.settings import Settings, load_settings
+from pipeline.statefiles import write_secret_file
 
 DEMO_ENV = {
     # Snapshot engagement at once (age 0) so the demo shows metrics without waiting an hour.

@@ -18,6 +18,7 @@ from pipeline import schema as s
 from pipeline.db import DatabaseError, db_now, get_engine
 from pipeline.migrate import require_schema
 from pipeline.posting import journal_for
+from pipeline.redact import redact
 from pipeline.resolve import approval_hint
 from pipeline.settings import Settings
 
@@ -40,7 +41,7 @@ class HealthReport:
     findings: list[Finding] = field(default_factory=list)
 
     def add(self, name: str, status: str, reason: str, value: Any = None) -> None:
-        self.findings.append(Finding(name, status, reason, value))
+        self.findings.append(Finding(name, status, redact(reason), value))
 
     @property
     def status(self) -> str:

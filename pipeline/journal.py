@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from pipeline import queue
+from pipeline.statefiles import open_private, write_private
 
 
 class Journal:
@@ -27,8 +28,7 @@ class Journal:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path.with_suffix(".lock"), os.O_CREAT | os.O_RDWR, 0o600)
+        fd = open_private(self.path.with_suffix(".lock"), os.O_RDWR)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -40,7 +40,7 @@ class Journal:
         """Durably record one confirmation (returns only once it is on disk)."""
         line = (json.dumps(entry, sort_keys=True) + "\n").encode()
         with self._locked():
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            fd = open_private(self.path, os.O_WRONLY | os.O_APPEND)
             try:
                 os.write(fd, line)
                 os.fsync(fd)
@@ -70,8 +70,5 @@ class Journal:
                                    entry.get("attempt_id"), via="journal")
                 done += 1
             if entries:
-                tmp = self.path.with_suffix(".tmp")
-                tmp.write_text("")
-                os.chmod(tmp, 0o600)
-                os.replace(tmp, self.path)
+                write_private(self.path, b"")
             return done

@@ -102,12 +102,18 @@ def _read_rows(engine: Engine, sql: str) -> pd.DataFrame:
 
 
 def _read_postgres(engine: Engine) -> pd.DataFrame:
-    """COPY ... TO STDOUT (CSV) and pandas' C parser: the fastest bulk path psycopg2 offers."""
+    """COPY ... TO STDOUT (CSV) and pandas' C parser: the fastest bulk path of either PostgreSQL driver."""
     raw = engine.raw_connection()
     buf = io.StringIO()
+    copy_sql = f"COPY ({_LATEST_SQL_PG}) TO STDOUT WITH (FORMAT csv)"
     try:
         cursor = raw.cursor()
-        cursor.copy_expert(f"COPY ({_LATEST_SQL_PG}) TO STDOUT WITH (FORMAT csv)", buf)
+        if engine.dialect.driver == "psycopg":  # psycopg 3: COPY is a context that yields blocks
+            with cursor.copy(copy_sql) as copy:
+                for block in copy:
+                    buf.write(bytes(block).decode())
+        else:
+            cursor.copy_expert(copy_sql, buf)
         cursor.close()
         raw.commit()
     finally:

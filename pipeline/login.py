@@ -11,8 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipeline.browser import CHROMIUM_ARGS, BrowserUnavailable, find_executable, write_secret_file
+from pipeline.browser import CHROMIUM_ARGS, BrowserUnavailable, find_executable
+from pipeline.handles import canonical_handle
 from pipeline.settings import Settings
+from pipeline.statefiles import path_under, write_secret_file
 from pipeline.xweb import LOGIN_PATH, either
 
 SESSION_COOKIES = {"auth_token", "ct0"}
@@ -23,14 +25,18 @@ class LoginTimeout(RuntimeError):
 
 
 def session_path(settings: Settings, handle: str) -> Path:
-    return settings.state_path / "sessions" / f"{handle}.json"
+    """Where an account's session lives: always `PIPELINE_STATE_DIR/sessions/<canonical handle>.json`."""
+    return path_under(settings.state_path / "sessions", f"{canonical_handle(handle)}.json")
 
 
 def interactive_login(settings: Settings, handle: str, timeout_s: float = 600, headless: bool = False,
                       on_page: Callable[[Any], None] | None = None) -> Path:
     """Open X's login page and wait until the browser holds a logged-in session, then save it.
 
-    `on_page` lets a caller act on the page (the tests fill the sandbox's form; an operator types)."""
+    `on_page` lets a caller act on the page (the tests fill the sandbox's form; an operator types).
+    The handle is checked before any browser starts: a bad one (`../../x`) never names a file."""
+    target = session_path(settings, handle)
+    handle = canonical_handle(handle)
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
@@ -53,7 +59,7 @@ def interactive_login(settings: Settings, handle: str, timeout_s: float = 600, h
             while time.monotonic() < deadline:
                 names = {c["name"] for c in context.cookies()}
                 if SESSION_COOKIES <= names and LOGIN_PATH not in page.url and page.locator(either("logged_in")).count():
-                    return write_secret_file(session_path(settings, handle), context.storage_state())
+                    return write_secret_file(target, context.storage_state())
                 page.wait_for_timeout(500)
             raise LoginTimeout(f"no logged-in session after {timeout_s:.0f} s; run `pipeline login` again")
         finally:

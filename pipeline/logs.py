@@ -1,6 +1,7 @@
 """Structured logs: every posting event carries item id, attempt id, account and error class.
 
 `PIPELINE_LOG_FORMAT=json` writes one JSON object per line (for log shippers); `text` is for people.
+Both pass every line through `redact`, so a URL with credentials in an error never reaches a log.
 Call `log_event(logger, "posted", item_id=..., account=...)` rather than formatting messages by hand.
 """
 
@@ -11,6 +12,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 from typing import Any
+
+from pipeline.redact import redact
 
 EVENT_FIELDS = ("event", "item_id", "attempt_id", "account", "error_class", "tweet_id", "part")
 
@@ -26,7 +29,7 @@ class JsonFormatter(logging.Formatter):
         payload.update(getattr(record, "fields", {}))
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str)
+        return redact(json.dumps(payload, default=str))
 
 
 class TextFormatter(logging.Formatter):
@@ -34,7 +37,7 @@ class TextFormatter(logging.Formatter):
         fields = getattr(record, "fields", {})
         tail = " ".join(f"{k}={v}" for k, v in fields.items() if k != "event" and v is not None)
         base = f"{datetime.fromtimestamp(record.created, UTC):%H:%M:%S} {record.levelname:<7} {record.getMessage()}"
-        return f"{base} {tail}".rstrip()
+        return redact(f"{base} {tail}".rstrip())
 
 
 def configure_logging(fmt: str = "text", level: int = logging.INFO) -> None:

@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
-from pipeline.db import DatabaseError, describe_operational_error
+from pipeline.db import DatabaseError, SchemaError, describe_operational_error
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -61,8 +61,8 @@ def require_schema(engine: Engine) -> None:
     """Fail with the fix when the schema is missing or behind, instead of a raw 'no such table'."""
     current = current_revision(engine)
     if current is None:
-        raise DatabaseError("the database at PIPELINE_DATABASE_URL has no schema; create it with `pipeline db upgrade`")
+        raise SchemaError("the database at PIPELINE_DATABASE_URL has no schema; create it with `pipeline db upgrade`")
     if current != head_revision():
-        raise DatabaseError(
+        raise SchemaError(
             f"the database schema is at revision {current}, this version needs {head_revision()}; run `pipeline db upgrade`"
         )

@@ -57,6 +57,9 @@ DEAD_STATES = (FAILED, CANCELLED)
 KINDS = ("single", "thread", "reply")
 
 _dead = "state NOT IN ('failed', 'cancelled')"
+# The live-fingerprint index's predicate, verbatim: SQLite uses a partial index only for a query that repeats
+# its WHERE literally (a bound `state NOT IN (?, ?)` makes it scan the account's whole history).
+LIVE_PREDICATE = _dead
 _due = "state = 'queued'"
 _posted = "state = 'posted'"
 _in_flight = "state IN ('claimed', 'posting', 'unknown')"

@@ -1,17 +1,22 @@
 """One settings object, read from `PIPELINE_*` environment variables and validated at start.
 
-Every setting is declared once in `SETTINGS` (name, type, default, meaning, secret?) so that
-`pipeline config`, the README's configuration table and validation all read the same list.
+Every setting is declared once in `SETTINGS` (name, type, default, meaning, secret?) and has one rule in
+`RULES` (range or form), so that `pipeline config`, the README's configuration table (`pipeline config
+--markdown`) and validation all read the same list. A bad value stops every command with exit 2, naming
+the variable, what is wrong and the fix; a secret's value is never echoed.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from pipeline.redact import mask_secret, redact
 
 SANDBOX_DEFAULT_URL = "http://127.0.0.1:8765"
 
@@ -34,11 +39,12 @@ class Setting:
 
 
 def _default_db_url() -> str:
+    """sqlite:///.pipeline/pipeline.db"""  # the documented default (README table); resolved to an absolute path
     return f"sqlite:///{Path('.pipeline/pipeline.db').resolve()}"
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("database_url", str, _default_db_url, "SQLAlchemy URL of the app database (SQLite file or postgresql://...)", secret=True),
+    Setting("database_url", str, _default_db_url, "SQLAlchemy URL of the app database: sqlite:///PATH, postgresql://... (psycopg2) or postgresql+psycopg://... (psycopg 3)", secret=True),
     Setting("db_pool_size", int, 5, "Connections kept open per process (PostgreSQL)"),
     Setting("db_max_overflow", int, 10, "Extra connections allowed under load per process (PostgreSQL)"),
     Setting("x_base_url", str, SANDBOX_DEFAULT_URL, "Base URL of X: the local sandbox by default, https://x.com in production"),
@@ -53,7 +59,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("reconcile_settle_s", float, 20.0, "An unknown post must be absent on two timeline checks this far apart before it is re-queued"),
     Setting("lease_s", int, 300, "How long a claimed item belongs to one worker"),
     Setting("run_budget", int, 50, "Most posts one post_job run makes per account"),
-    Setting("max_attempts", int, 8, "Failed tries in a row of one part (no progress) before an item goes to needs_review"),
+    Setting("max_attempts", int, 8, "Failed tries in a row of one part (a confirmed part resets the count) before an item goes to needs_review"),
     Setting("log_format", str, "text", "text or json (JSON lines with item, attempt, account, error class)"),
     Setting("drafts_dir", str, "", "Folder of drafts (Markdown or JSON lines); empty means the shipped sample library"),
     Setting("llm_base_url", str, "", "OpenAI-compatible chat-completions base URL; empty means the drafts generator"),
@@ -73,24 +79,132 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("require_approval", bool, False, "Planned items wait as pending_approval until `pipeline approve`"),
 )
 
+
 _BY_NAME = {s.name: s for s in SETTINGS}
+
+# SQLAlchemy URL prefixes (dialect+driver) this project ships drivers for.
+SUPPORTED_DATABASE_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql", "postgres", "postgresql+psycopg2",
+                              "postgresql+psycopg")
+_DRIVERS_HINT = ("use sqlite:///PATH, postgresql://USER@HOST/DB (psycopg2) or postgresql+psycopg://USER@HOST/DB "
+                 "(psycopg 3)")
+
+
+def _http_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in {"http", "https"} and bool(parts.hostname)
+
+
+def _no_controls(value: str) -> bool:
+    return not any(ord(ch) < 32 or ord(ch) == 127 for ch in value)
+
+
+def _database_url(value: str) -> str | None:
+    scheme = value.split("://", 1)[0] if "://" in value else ""
+    if not scheme:
+        return f"is not a database URL; {_DRIVERS_HINT}"
+    if scheme.lower() not in SUPPORTED_DATABASE_DRIVERS:
+        return f"driver {scheme!r} is not supported (supported: {', '.join(SUPPORTED_DATABASE_DRIVERS)}); {_DRIVERS_HINT}"
+    return None
+
+
+def _quiet_hours(value: str) -> str | None:
+    from pipeline.planning import SlotRules, parse_quiet_hours
+
+    if not value.strip():
+        return None
+    try:
+        SlotRules(quiet_hours=parse_quiet_hours(value))
+    except ValueError as exc:
+        return f"{exc}; use START-END hours 0-23 such as 23-7 (several: 23-7,12-13), or leave it empty"
+    return None
+
+
+def _metrics_ages(value: str) -> str | None:
+    from pipeline.metrics import parse_ages
+
+    try:
+        parse_ages(value)
+    except ValueError:
+        return "must be a comma list of ages like 1h,24h,7d (minutes m, hours h, days d)"
+    return None
+
+
+def _rule(ok: Callable[[Any], bool], fix: str) -> Callable[[Any], str | None]:
+    return lambda value: None if ok(value) else fix
+
+
+_POSITIVE = _rule(lambda v: v > 0, "must be more than 0 (seconds)")
+_AT_LEAST_1 = _rule(lambda v: v >= 1, "must be 1 or more")
+_NOT_NEGATIVE = _rule(lambda v: v >= 0, "must be 0 or more")
+
+# One rule per setting: None when the value is fine, else what is wrong and the fix. A setting without a
+# rule here gets the default for its type (numbers 0 or more, text without control characters).
+RULES: dict[str, Callable[[Any], str | None]] = {
+    "database_url": _database_url,
+    "db_pool_size": _AT_LEAST_1,
+    "db_max_overflow": _NOT_NEGATIVE,
+    "x_base_url": _rule(_http_url, "must be an http(s) URL such as https://x.com or http://127.0.0.1:8765 (the sandbox)"),
+    "browser_executable": _rule(lambda v: v == "" or Path(v).is_file(),
+                                "must be the path of an existing Chromium binary, or empty"),
+    "state_dir": _rule(lambda v: v.strip() != "" and _no_controls(v), "must be a folder path (no control characters)"),
+    "alert_webhook_url": _rule(lambda v: v == "" or _http_url(v), "must be an http(s) URL or empty"),
+    "alert_cooldown_s": _NOT_NEGATIVE,
+    "nav_timeout_s": _POSITIVE,
+    "post_timeout_s": _POSITIVE,
+    "reconcile_timeout_s": _POSITIVE,
+    "reconcile_settle_s": _rule(lambda v: v > 0, "must be more than 0 seconds: an unknown post is re-queued only "
+                                "after two timeline checks this far apart"),
+    "lease_s": _POSITIVE,
+    "run_budget": _AT_LEAST_1,
+    "max_attempts": _rule(lambda v: v >= 1, "must be 1 or more (0 would send every item to review on its first failure)"),
+    "log_format": _rule(lambda v: v in {"text", "json"}, "must be text or json"),
+    "drafts_dir": _rule(lambda v: v == "" or Path(v).is_dir(), "must be an existing folder of drafts, or empty"),
+    "llm_base_url": _rule(lambda v: v == "" or _http_url(v), "must be an http(s) URL or empty"),
+    "llm_model": _rule(lambda v: v.strip() != "" and _no_controls(v), "must be a model name"),
+    "llm_api_key": _rule(_no_controls, "must not contain control characters"),
+    "llm_daily_token_budget": _NOT_NEGATIVE,
+    "plan_window_min": _AT_LEAST_1,
+    "plan_min_items": _NOT_NEGATIVE,
+    "posts_per_hour": _AT_LEAST_1,
+    "posts_per_day": _AT_LEAST_1,
+    "min_spacing_min": _NOT_NEGATIVE,
+    "quiet_hours": _quiet_hours,
+    "thread_ratio": _rule(lambda v: 0.0 <= v <= 1.0, "must be between 0 and 1"),
+    "plan_max_age_min": _AT_LEAST_1,
+    "metrics_ages": _metrics_ages,
+    "metrics_per_run": _AT_LEAST_1,
+}
+
+
+def _default_rule(setting: Setting) -> Callable[[Any], str | None]:
+    if setting.kind in (int, float):
+        return _NOT_NEGATIVE
+    if setting.kind is str:
+        return _rule(_no_controls, "must not contain control characters")
+    return lambda value: None
+
+
+def _shown(setting: Setting, raw: str) -> str:
+    return "(secret, not shown)" if setting.secret else repr(raw)
 
 
 def _parse(setting: Setting, raw: str) -> Any:
+    kind = setting.kind.__name__
+    fix = f"{setting.env}={_shown(setting, raw)} is not a valid {kind}; set it to a {kind} ({setting.help.lower()})"
+    if setting.kind is bool:
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(fix + "; true or false")
     try:
-        if setting.kind is bool:
-            lowered = raw.strip().lower()
-            if lowered in {"1", "true", "yes", "on"}:
-                return True
-            if lowered in {"0", "false", "no", "off"}:
-                return False
-            raise ValueError(raw)
-        return setting.kind(raw)
+        value = setting.kind(raw.strip() if setting.kind is not str else raw)
     except ValueError:
-        raise ConfigError(
-            f"{setting.env}={raw!r} is not a valid {setting.kind.__name__}; "
-            f"set it to a {setting.kind.__name__} ({setting.help.lower()})"
-        ) from None
+        raise ConfigError(fix) from None
+    if setting.kind is float and not math.isfinite(value):
+        raise ConfigError(f"{setting.env}={raw!r} is not a finite number; set it to a number ({setting.help.lower()})")
+    return value
 
 
 @dataclass(frozen=True)
@@ -117,19 +231,28 @@ class Settings:
         rows = []
         for s in SETTINGS:
             value = self.values[s.name]
-            shown = mask(str(value)) if s.secret and value else str(value)
+            shown = mask_secret(str(value)) if s.secret and value else redact(str(value))
             rows.append({"variable": s.env, "value": shown, "source": self.sources.get(s.name, "default"), "meaning": s.help})
         return rows
 
 
-def mask(secret: str) -> str:
-    """Show the shape of a secret (scheme and host of a URL) without its credentials or path."""
-    parts = urlsplit(secret)
-    if parts.scheme and parts.hostname:
-        return f"{parts.scheme}://***@{parts.hostname}/***"
-    if parts.scheme.startswith("sqlite"):
-        return secret  # a file path holds no credential
-    return "***"
+def default_text(setting: Setting) -> str:
+    """The default as documented (a computed default documents itself in its docstring)."""
+    if callable(setting.default):
+        return (setting.default.__doc__ or "").strip()
+    if isinstance(setting.default, bool):
+        return str(setting.default).lower()
+    return str(setting.default)
+
+
+def markdown_table() -> str:
+    """The README's configuration table, generated from SETTINGS (`pipeline config --markdown`)."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for s in SETTINGS:
+        default = default_text(s)
+        shown = f"`{default}`" if default else "(empty)"
+        lines.append(f"| `{s.env}` | {shown} | {s.help}{'; secret' if s.secret else ''} |")
+    return "\n".join(lines)
 
 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -149,32 +272,12 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     return Settings(values=values, sources=sources)
 
 
-def _check(condition: bool, name: str, fix: str) -> None:
-    if not condition:
-        raise ConfigError(f"{_BY_NAME[name].env}: {fix}")
-
-
-_VALIDATORS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
-    ("database_url", lambda v: v.split(":", 1)[0].split("+", 1)[0] in {"sqlite", "postgresql", "postgres"},
-     "must be a sqlite:///PATH or postgresql://USER@HOST/DB URL"),
-    ("x_base_url", lambda v: urlsplit(v).scheme in {"http", "https"} and bool(urlsplit(v).hostname),
-     "must be an http(s) URL such as https://x.com or http://127.0.0.1:8765 (the sandbox)"),
-    ("alert_webhook_url", lambda v: v == "" or urlsplit(v).scheme in {"http", "https"},
-     "must be an http(s) URL or empty"),
-    ("log_format", lambda v: v in {"text", "json"}, "must be text or json"),
-    ("post_timeout_s", lambda v: v > 0, "must be a positive number of seconds"),
-    ("nav_timeout_s", lambda v: v > 0, "must be a positive number of seconds"),
-    ("lease_s", lambda v: v > 0, "must be a positive number of seconds"),
-    ("db_pool_size", lambda v: v >= 1, "must be at least 1"),
-    ("db_max_overflow", lambda v: v >= 0, "must be 0 or more"),
-    ("run_budget", lambda v: v >= 1, "must be at least 1"),
-    ("thread_ratio", lambda v: 0.0 <= v <= 1.0, "must be between 0 and 1"),
-)
-
-
 def _validate(values: dict[str, Any]) -> None:
-    for name, ok, fix in _VALIDATORS:
-        _check(ok(values[name]), name, fix)
+    for s in SETTINGS:
+        problem = RULES.get(s.name, _default_rule(s))(values[s.name])
+        if problem:
+            shown = "" if s.secret else f"={values[s.name]!r}"
+            raise ConfigError(f"{s.env}{shown}: {problem}")
     if values["database_url"].startswith("postgres://"):
         values["database_url"] = "postgresql://" + values["database_url"][len("postgres://"):]
     values["x_base_url"] = values["x_base_url"].rstrip("/")

@@ -71,20 +71,20 @@ def test_session_file_is_stored_0600_and_never_printed(cli_env: dict[str, str], 
 
 def test_enqueue_single_thread_reply_and_file(cli_env: dict[str, str], tmp_path: Path) -> None:
     assert run("enqueue", "--account", "alice", "--text", "hello 你好 https://example.com/x", env=cli_env).returncode == 0
-    assert run("enqueue", "--account", "alice", "--thread", "one", "two", "--at", "2026-12-01T09:00:00+02:00",
+    assert run("enqueue", "--account", "alice", "--thread", "one", "two", "--at", "2036-12-01T09:00:00+02:00",
                env=cli_env).returncode == 0
     assert run("enqueue", "--account", "alice", "--text", "a reply", "--reply-to", "1234567890123456789",
                env=cli_env).returncode == 0
     lines = tmp_path / "items.jsonl"
     lines.write_text('{"account": "alice", "text": "from a file", "topic": "ops"}\n'
-                     '{"account": "alice", "parts": ["f1", "f2"], "at": "2026-12-02T10:00:00Z"}\n')
+                     '{"account": "alice", "parts": ["f1", "f2"], "at": "2036-12-02T10:00:00Z"}\n')
     assert run("enqueue", "--file", str(lines), env=cli_env).returncode == 0
     items = queue_json(cli_env)
     assert [i["kind"] for i in items][:3] == ["single", "reply", "single"] or len(items) == 5
     by_kind = {i["kind"] for i in items}
     assert by_kind == {"single", "thread", "reply"}
     thread = next(i for i in items if i.get("parts") == ["one", "two"])
-    assert thread["scheduled_at"] == "2026-12-01T07:00:00Z" and thread["state"] == "queued"
+    assert thread["scheduled_at"] == "2036-12-01T07:00:00Z" and thread["state"] == "queued"
     assert all({"id", "account", "kind", "state", "scheduled_at", "tweet_ids", "last_error"} <= set(i) for i in items)
 
 
@@ -140,8 +140,8 @@ def test_malformed_session_file_is_refused(cli_env: dict[str, str], tmp_path: Pa
 
 def test_dead_database_and_bad_settings_fail_with_the_variable_named(tmp_path: Path) -> None:
     env = {**os.environ, "PIPELINE_DATABASE_URL": "postgresql://someone:pw@127.0.0.1:1/none"}
-    out = run("queue", env=env)
-    assert out.returncode == 2 and "PIPELINE_DATABASE_URL" in out.stderr and "pw" not in out.stderr
+    out = run("queue", env=env)  # a database that is down is a service failure (1), not bad input (2)
+    assert out.returncode == 1 and "PIPELINE_DATABASE_URL" in out.stderr and "pw" not in out.stderr
     env = {**os.environ, "PIPELINE_X_BASE_URL": "x.com"}
     out = run("config", env=env)
     assert out.returncode == 2 and "PIPELINE_X_BASE_URL" in out.stderr

@@ -8,17 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.content import ContentError, fingerprint, make_draft, text_fingerprint, validate_part
+from pipeline.content import ContentError, fingerprint, make_draft, text_fingerprint, validate_part, x_refuses
 
 CONFORMANCE = json.loads((Path(__file__).parent / "fixtures" / "twitter_text_validate_v3.json").read_text())
 
 
 def _valid(text: str) -> bool:
-    try:
-        validate_part(text)
-    except ContentError:
-        return False
-    return True
+    return x_refuses(text) is None
 
 
 def test_the_conformance_fixture_holds_all_24_tweet_validity_cases() -> None:
@@ -36,6 +32,13 @@ def test_zero_width_space_is_accepted_and_fffe_ffff_are_refused() -> None:
     for bad in ("\ufffe", "\uffff", "\ufeff"):
         with pytest.raises(ContentError, match=f"U\\+{ord(bad):04X}"):
             validate_part(f"text {bad} here")
+
+
+def test_bidi_controls_x_would_take_are_refused_by_our_policy() -> None:
+    text = "\u2066\u202ahttp://foobar.example/\u202c\u2069"
+    assert x_refuses(text) is None  # X's own rule (conformance): valid
+    with pytest.raises(ContentError, match="U\\+2066"):
+        validate_part(text)
 
 
 def test_line_breaks_and_spacing_are_kept_exactly_as_written() -> None:

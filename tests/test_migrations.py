@@ -67,3 +67,32 @@ def test_0003_marks_the_newest_snapshot_of_each_tweet(empty_engine: sa.Engine) -
     assert latest == [1, 3]
     with pytest.raises(sa.exc.IntegrityError), empty_engine.begin() as conn:  # never two latest rows per tweet
         conn.exec_driver_sql("UPDATE metric_snapshots SET is_latest = true WHERE id = 2")
+
+
+def test_0004_lowers_every_handle_and_refuses_a_case_clash(empty_engine: sa.Engine) -> None:
+    upgrade(empty_engine, "0003")
+    with empty_engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO accounts (handle, storage_state_path, created_at) "
+                             "VALUES ('Alice', '/s/Alice.json', CURRENT_TIMESTAMP)")
+        conn.exec_driver_sql(
+            "INSERT INTO content_items (id, account, kind, parts, part_count, fingerprint, state, scheduled_at, "
+            "source, created_at, updated_at) VALUES (1, 'Alice', 'single', '[\"x\"]', 1, 'fp', 'queued', "
+            "CURRENT_TIMESTAMP, 'operator', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)")
+        conn.exec_driver_sql("INSERT INTO breaker_state (account, state, trips) VALUES ('Alice', 'closed', 0)")
+    upgrade(empty_engine)
+    with empty_engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT handle, storage_state_path FROM accounts").all() == [
+            ("alice", "/s/Alice.json")]
+        assert conn.exec_driver_sql("SELECT account FROM content_items").scalars().all() == ["alice"]
+        assert conn.exec_driver_sql("SELECT account FROM breaker_state").scalars().all() == ["alice"]
+
+
+def test_0004_stops_naming_handles_that_differ_only_in_case(empty_engine: sa.Engine) -> None:
+    upgrade(empty_engine, "0003")
+    with empty_engine.begin() as conn:
+        for handle in ("Bob", "bob"):
+            conn.exec_driver_sql("INSERT INTO accounts (handle, storage_state_path, created_at) "
+                                 f"VALUES ('{handle}', '/s', CURRENT_TIMESTAMP)")
+    with pytest.raises(Exception, match="bob are registered in more than one letter case"):
+        upgrade(empty_engine)
+    assert current_revision(empty_engine) == "0003"
