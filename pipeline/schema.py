@@ -254,3 +254,14 @@ llm_spend = sa.Table(
     sa.Column("day", sa.String(10), primary_key=True),
     sa.Column("tokens", sa.Integer, nullable=False, server_default="0"),
 )
+
+# One posting run per account at a time, whatever launched it (sensor, UI, `dagster job execute`, a backfill):
+# the run holds this row's lease while it posts for the account (pipeline/dispatch.py).
+account_leases = sa.Table(
+    "account_leases",
+    metadata,
+    sa.Column("account", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("acquired_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+)
