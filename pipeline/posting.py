@@ -104,7 +104,10 @@ def run_posting(engine: Engine, settings: Settings, browser: BrowserSession, acc
         except dispatch.AccountBusy as exc:
             log_event(log, "account_lease_lost", logging.WARNING, account=handle, error=str(exc))
         finally:
-            lease.release()
+            try:
+                lease.release()
+            except (DatabaseError, sa.exc.SQLAlchemyError):  # the database is down: the lease expires by itself
+                log_event(log, "account_lease_release_failed", logging.WARNING, account=handle)
     for row in breaker.status():
         report.breaker_states[row["account"]] = row["state"]
     return report
