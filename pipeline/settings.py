@@ -70,7 +70,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("plan_max_age_min", int, 180, "Plan health alerts when the last successful plan is older than this"),
     Setting("metrics_ages", str, "1h,24h,7d", "Ages at which a post's engagement is snapshotted"),
     Setting("metrics_per_run", int, 20, "Most posts one metrics run reads"),
-    Setting("dispatch_horizon_s", float, 30.0, "A posting run starts this many seconds before an account's next due item and waits for its minute"),
+    Setting("dispatch_horizon_s", float, 60.0, "A posting run starts this many seconds before an account's next due item and waits for its minute"),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

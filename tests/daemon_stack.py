@@ -74,7 +74,7 @@ class DaemonStack:
         env.update({f"PIPELINE_{k.upper()}": v for k, v in self.settings.items()})
         return env
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
         if self.daemon is not None:  # its process group holds the code server and the runs it launched
             for sig, wait_s in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
                 try:
@@ -86,7 +86,8 @@ class DaemonStack:
         self.server.stop()
         dispose_engines()
         pg.drop_database(self.pg_admin, self.db_url)
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if exc_type is None:  # on a failure keep the daemon's log and the run logs for a look
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def active_runs(self) -> int:
         import dagster as dg

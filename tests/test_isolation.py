@@ -38,6 +38,9 @@ def _env(world: World, tmp_path: Path, **settings: str) -> dict[str, str]:
                PIPELINE_POST_TIMEOUT_S=str(POST_TIMEOUT_S), PIPELINE_RECONCILE_SETTLE_S="0.5",
                PIPELINE_DISPATCH_HORIZON_S="0")
     env.update({f"PIPELINE_{k.upper()}": v for k, v in settings.items()})
+    # Create Dagster's own storage once: runs starting together on an empty DAGSTER_HOME race to stamp it.
+    subprocess.run([sys.executable, "-c", "import dagster; dagster.DagsterInstance.get().dispose()"], env=env,
+                   cwd=ROOT, check=True, capture_output=True)
     return env
 
 
