@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     size = ({"accounts": 10, "posts": 3, "window_min": 3.0, "healthy": 5, "iso_posts": 2, "scale": 50}
             if args.short else
             {"accounts": 20, "posts": 5, "window_min": 10.0, "healthy": 5, "iso_posts": 3, "scale": 50})
-    started = time.time()
+    started, load_at_start = time.time(), [round(x, 2) for x in os.getloadavg()]
     late = lateness(size["accounts"], size["posts"], size["window_min"], args.seed)
     print(f"lateness: {late['dispatch']}", file=sys.stderr)
     iso = isolation(size["healthy"], size["iso_posts"], late["dispatch"].get("p50_s", 0.0))
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         "no_duplicates": late["duplicates"] + iso["duplicates"] + big["duplicates"] == 0,
     }
     payload = {"shortened": args.short, "sizes": size, "goals": GOALS, "goals_met": goals,
-               "cpus": os.cpu_count(), "load_average_at_start": None, "elapsed_s": round(time.time() - started, 1),
+               "cpus": os.cpu_count(), "load_average_at_start": load_at_start, "elapsed_s": round(time.time() - started, 1),
                "lateness": late, "isolation": iso, "scale": big}
     rows = [
         {"scenario": "lateness (dispatch)", **late["dispatch"], "goal": "p99<=15, max<=60",
