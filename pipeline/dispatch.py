@@ -87,6 +87,16 @@ def seconds_until_due(engine: Engine, account: str) -> float | None:
     return max(0.0, (first - now).total_seconds())
 
 
+ACCOUNT_LEASE_MAX_S = 120.0
+
+
+def account_lease_s(item_lease_s: float) -> float:
+    """The account lease's lifetime: renewed before every claim and reconciliation, so it only has to outlast
+    one post; short, so a killed run holds its account for two minutes at most, not an item lease's five.
+    Losing it early is safe: item claims still keep two runs off one item."""
+    return min(item_lease_s, ACCOUNT_LEASE_MAX_S)
+
+
 class AccountBusy(RuntimeError):
     """Another run holds the account's posting lease."""
 

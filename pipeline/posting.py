@@ -93,7 +93,7 @@ def run_posting(engine: Engine, settings: Settings, browser: BrowserSession, acc
     breaker = breaker or Breaker(engine)
     handles = accounts or [a["handle"] for a in queue.list_accounts(engine)]
     for handle in handles:
-        lease = dispatch.AccountLease(engine, handle, worker_id(), ttl_s=settings.lease_s)
+        lease = dispatch.AccountLease(engine, handle, worker_id(), ttl_s=dispatch.account_lease_s(settings.lease_s))
         if not lease.acquire():
             report.skipped_busy.append(handle)
             log_event(log, "account_busy", logging.INFO, account=handle, holder=lease.holder())
@@ -326,6 +326,7 @@ class AccountPoster:
     def reconcile_all(self) -> None:
         seen: set[int] = set()
         while True:
+            self.keepalive()  # before the claim: a lost account lease leaves nothing claimed behind
             item = queue.claim(self.engine, self.handle, self.settings.lease_s, self.worker,
                                states=(s.UNKNOWN,), due_only=False)
             if item is None or item.id in seen:
