@@ -1,11 +1,12 @@
 """Metrics: engagement snapshots per posting day (`tweet_metrics`) and their summary (`content_performance`)."""
 
+from collections import Counter
 from datetime import date
 
 import dagster as dg
 
-from assets.metadata import count_metadata, report_dict
-from assets.posting import posted_tweets
+from assets.metadata import count_metadata
+from assets.posting import BROWSER_POOL, posted_tweets
 from pipeline import jobruns
 from pipeline.settings import load_settings
 from resources import Alerts, Browser, Database
@@ -20,7 +21,10 @@ posting_days = dg.DailyPartitionsDefinition(start_date="2026-01-01", timezone="U
     kinds={"python"},
     deps=[posted_tweets],
     partitions_def=posting_days,
-    description="Engagement snapshots (likes, reposts, replies, views) of the posts of one posting day, read with the browser.",
+    pool=BROWSER_POOL,
+    # A backfill of many days is one run: one process, one browser, the days read one after another.
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    description="Engagement snapshots (likes, reposts, replies, views) of the posts of each posting day, read with the browser.",
 )
 def tweet_metrics(context: dg.AssetExecutionContext, database: Database, browser: Browser,
                   alerts: Alerts) -> dg.MaterializeResult:
@@ -28,15 +32,21 @@ def tweet_metrics(context: dg.AssetExecutionContext, database: Database, browser
 
     settings = load_settings()
     engine = database.ready_engine()
-    day = date.fromisoformat(context.partition_key)
+    days = [date.fromisoformat(key) for key in context.partition_keys]
+    snapshots, skipped, errors = 0, 0, Counter()
     with jobruns.track(engine, jobruns.METRICS) as run:
-        report = collect_metrics(engine, settings, browser.session, day, alerts=alerts.sink(context.log))
-        run.produced = report.snapshots
-        run.detail = {"day": day.isoformat(), **report_dict(report)}
+        for day in days:
+            report = collect_metrics(engine, settings, browser.session, day, alerts=alerts.sink(context.log))
+            snapshots, skipped = snapshots + report.snapshots, skipped + report.skipped
+            errors.update(report.errors or {})
+        run.produced = snapshots
+        run.detail = {"days": [d.isoformat() for d in days], "snapshots": snapshots, "skipped": skipped,
+                      "errors": dict(errors)}
     return dg.MaterializeResult(metadata={
-        "snapshots": dg.MetadataValue.int(report.snapshots),
-        "skipped": dg.MetadataValue.int(report.skipped),
-        **count_metadata("errors_", report.errors),
+        "days": dg.MetadataValue.int(len(days)),
+        "snapshots": dg.MetadataValue.int(snapshots),
+        "skipped": dg.MetadataValue.int(skipped),
+        **count_metadata("errors_", dict(errors)),
     })
 
 

@@ -8,14 +8,22 @@ from pipeline import integrity, jobruns
 from pipeline.settings import load_settings
 from resources import Alerts, Browser, Database
 
+ACCOUNT_TAG = "pipeline/account"  # set by dispatch_sensor; sensors/common.py names it for the sensors
+# Every step that drives a browser takes a slot of this pool (dagster.yaml: concurrency.pools), so all launch
+# paths together never run more browsers than the machine holds.
+BROWSER_POOL = "x_browser"
+
 
 @dg.asset(
     group_name="posting",
     kinds={"python"},
     deps=[generated_content],
+    pool=BROWSER_POOL,
     description=(
         "Tweets posted to X: journal replay and reconciliation of unknown posts first, then every due item per "
-        "account until nothing is due, the account's breaker opens or the run's budget is spent."
+        "account until nothing is due, the account's breaker opens or the run's budget is spent. A run tagged "
+        "pipeline/account=<handle> (dispatch_sensor) posts that account only and waits for items due within "
+        "the dispatch horizon; untagged runs post every account no other run is posting for."
     ),
 )
 def posted_tweets(context: dg.AssetExecutionContext, database: Database, browser: Browser,
@@ -24,13 +32,19 @@ def posted_tweets(context: dg.AssetExecutionContext, database: Database, browser
 
     settings = load_settings()
     engine = database.ready_engine()
+    account = context.run.tags.get(ACCOUNT_TAG)
     with jobruns.track(engine, jobruns.POST) as run:
-        report = run_posting(engine, settings, browser.session, alerts=alerts.sink(context.log))
+        report = run_posting(engine, settings, browser.session, accounts=[account] if account else None,
+                             alerts=alerts.sink(context.log), wait_s=settings.dispatch_horizon_s if account else 0.0)
         run.produced = report.posted
         run.detail = report_dict(report)
     duplicates = integrity.duplicate_posts(engine, lookback_days=1, limit=100)
     context.log.info(f"posted {report.posted}, reconciled {report.reconciled}, unknown {report.unknown}")
+    posted_by = report.posted_by_account
     return dg.MaterializeResult(metadata={
+        "accounts": dg.MetadataValue.text(account or "all"),
+        "posted_by_account": dg.MetadataValue.json({a: ids for a, ids in sorted(posted_by.items())}),
+        "skipped_busy_accounts": dg.MetadataValue.text(", ".join(report.skipped_busy) or "none"),
         "posted": dg.MetadataValue.int(report.posted),
         "reconciled": dg.MetadataValue.int(report.reconciled),
         "requeued": dg.MetadataValue.int(report.requeued),

@@ -1,7 +1,8 @@
 """The map of the system: every asset, check, job, schedule, sensor and resource Dagster runs.
 
     generated_content ──> posted_tweets ──> tweet_metrics[day] ──> content_performance
-      (plan_job, hourly)    (post_job, every 5 min)  (metrics_job, every 20 min)  (plan_job: feeds planning's weights)
+      (plan_job, hourly)    (post_job per account,   (metrics_job, every 20 min)  (plan_job: feeds planning's weights)
+                           dispatched when due)
 
 This is the only module in pipeline/ that imports Dagster. The assets, checks, sensors and resources are thin
 (assets/, sensors/, resources/); the work happens in the plain-Python core they call.
@@ -23,21 +24,22 @@ from assets.metrics import content_performance, posting_days, tweet_metrics
 from assets.posting import posted_tweets
 from resources import Alerts, Browser, Database, Generator
 from sensors.common import JOB_TAG, METRICS_JOB, PLAN_JOB, POST_JOB
+from sensors.dispatch import dispatch_sensor
 from sensors.plan_health import plan_health_sensor
 from sensors.queue import empty_queue_sensor
 from sensors.run_failure import run_failure_alert_sensor
-from sensors.schedules import metrics_schedule, post_schedule
+from sensors.schedules import metrics_schedule
 from sensors.stuck import stuck_work_sensor
 
 # ---------------------------------------------------------------- jobs
-# Every job runs in one process (in-process executor): one browser per run, resources set up once, and a
-# cold start of ~2 s instead of ~6 s. The JOB_TAG lets the run queue (dagster.yaml) keep post_job runs
-# from ever overlapping; dagster/max_runtime lets run monitoring fail a hung run.
+# Every job runs in one process (the in-process executor, set once on the Definitions below): one browser
+# per run, resources set up once, and a cold start of ~2 s instead of ~6 s. post_job runs are per account
+# (dispatch_sensor tags pipeline/account=<handle>; the run queue allows one per account, the account lease in
+# pipeline/dispatch.py covers every other launch path); dagster/max_runtime lets run monitoring fail a hung run.
 
 plan_job = dg.define_asset_job(
     PLAN_JOB,
     selection=dg.AssetSelection.assets(generated_content, content_performance),
-    executor_def=dg.in_process_executor,
     tags={JOB_TAG: "plan", "dagster/max_runtime": "1800"},
     description="Refresh the performance summary and fill the queue for the next planning window.",
 )
@@ -45,18 +47,17 @@ plan_job = dg.define_asset_job(
 post_job = dg.define_asset_job(
     POST_JOB,
     selection=dg.AssetSelection.assets(posted_tweets),
-    executor_def=dg.in_process_executor,
     tags={JOB_TAG: "post", "dagster/max_runtime": "3600"},
-    description="Reconcile, then post everything due; blocking checks for duplicates and missing tweet ids.",
+    description="Reconcile, then post what is due: one account per run when dispatched (tag pipeline/account), "
+                "else every account no other run holds; blocking checks for duplicates and missing tweet ids.",
 )
 
 metrics_job = dg.define_asset_job(
     METRICS_JOB,
     selection=dg.AssetSelection.assets(tweet_metrics),
     partitions_def=posting_days,
-    executor_def=dg.in_process_executor,
     tags={JOB_TAG: "metrics", "dagster/max_runtime": "3600"},
-    description="Engagement snapshots for one posting day (a partition); backfill past days by partition.",
+    description="Engagement snapshots per posting day (a partition); a backfill of many days runs as one run.",
 )
 
 # ---------------------------------------------------------------- schedules
@@ -94,7 +95,8 @@ defs = dg.Definitions(
     assets=[generated_content, posted_tweets, tweet_metrics, content_performance],
     asset_checks=[no_duplicate_posts, no_missing_tweet_ids, no_stuck_items, content_within_limits],
     jobs=[plan_job, post_job, metrics_job],
-    schedules=[plan_schedule, post_schedule, metrics_schedule],
-    sensors=[empty_queue_sensor, plan_health_sensor, run_failure_alert_sensor, stuck_work_sensor],
+    schedules=[plan_schedule, metrics_schedule],
+    sensors=[dispatch_sensor, empty_queue_sensor, plan_health_sensor, run_failure_alert_sensor, stuck_work_sensor],
     resources=resources,
+    executor=dg.in_process_executor,
 )

@@ -3,11 +3,12 @@
 Every function here is one or two SQL statements driven by an index, so a sensor tick stays in
 milliseconds and a check stays under a second with a million posted rows:
 
-- The duplicate and missing-id checks look at the posts of a *lookback window* (default 7 days, by
-  `posted_at`) and compare each of them with the *whole* history through an index probe
-  (`uq_content_items_live_fingerprint`, `uq_tweets_item_id_part_index`, a hash index on `tweets.text`).
-  A pair of posts is therefore found as soon as its newer half is posted, and stays reported for the
-  whole window. `lookback_days=0` scans the full history (an audit; slower).
+- The duplicate and missing-id checks cover the *whole history* by reading summaries the database keeps
+  with triggers on `tweets` (migration 0006): `tweet_text_counts` (tweets per account and text) and
+  `content_items.tweets_recorded`, each behind a partial index that holds only the offending rows, so the
+  read costs the same at 1M rows as at 1k. Same content is ruled out by `uq_content_items_live_fingerprint`.
+  A `lookback_days` window (posts of the last N days, each probed against the whole history) remains for
+  the post run's quick look at its own posts.
 - Stuck items and over-limit content read only the small in-flight and queued slices of the queue.
 
 Nothing here imports Dagster.
@@ -32,7 +33,7 @@ from pipeline.db import db_now, is_sqlite
 items = s.content_items
 tweets = s.tweets
 MAX_ROWS = 1000  # offending rows fetched per check; the total says "at least" past this
-DEFAULT_LOOKBACK_DAYS = 7
+DEFAULT_LOOKBACK_DAYS = 0  # the whole history: the summaries of migration 0006 make it an index read
 IN_FLIGHT = (s.CLAIMED, s.POSTING, s.UNKNOWN)
 
 # Indexes these queries rely on beyond the initial schema (migration 0002 creates them).
@@ -96,8 +97,8 @@ def duplicate_posts(engine: Engine, lookback_days: float = DEFAULT_LOOKBACK_DAYS
        e.g. a single and a thread part with the same words; X would reject the second as 187). No constraint
        can forbid this (a deleted tweet may be posted again), so the rows are searched.
 
-    With a lookback window each recent post is probed against the whole history through an index;
-    `lookback_days=0` audits the full history with grouped scans instead (seconds at 1M rows).
+    `lookback_days=0` (the default) covers the whole history by reading the summary the database keeps
+    (`tweet_text_counts`, migration 0006); a lookback window probes each recent post through an index.
     """
     started = time.perf_counter()
     with _reader(engine) as conn:
@@ -180,6 +181,8 @@ def _duplicates_since(conn: Connection, since: datetime, limit: int,
 
 
 def _duplicates_full(conn: Connection, limit: int, content: bool = True) -> tuple[list[dict[str, Any]], bool]:
+    """The whole history from the summaries the database keeps: same text from `tweet_text_counts` (its partial
+    index holds only repeated texts); same content, only if its unique index is missing, by a grouped scan."""
     rows: list[dict[str, Any]] = []
     n = sa.func.count()
     found = conn.execute(
@@ -190,15 +193,20 @@ def _duplicates_full(conn: Connection, limit: int, content: bool = True) -> tupl
     ).all() if content else []
     for account, fp, first, last, posted_at in found:
         rows.append(_content_row(account, last, first, fp, posted_at))
-    text_rows = conn.execute(
-        sa.select(tweets.c.account, tweets.c.text, sa.func.min(tweets.c.tweet_id), sa.func.max(tweets.c.tweet_id))
-        .group_by(tweets.c.account, tweets.c.text).having(n > 1).limit(limit)
+    counts = s.tweet_text_counts
+    repeated = conn.execute(
+        sa.select(counts.c.account, counts.c.text).where(counts.c.n > 1)  # ix_tweet_text_counts_repeated
+        .order_by(counts.c.account).limit(limit)
     ).all()
-    for account, text, first, last in text_rows:
-        item_id, posted_at = conn.execute(
-            sa.select(tweets.c.item_id, tweets.c.posted_at).where(tweets.c.tweet_id == last)).one()
-        rows.append(_text_row(account, item_id, last, first, text, posted_at))
-    return rows, len(found) >= limit or len(text_rows) >= limit
+    for account, text in repeated:
+        pair = conn.execute(  # ix_tweets_text
+            sa.select(tweets.c.tweet_id, tweets.c.item_id, tweets.c.posted_at)
+            .where(tweets.c.text == text, tweets.c.account == account).order_by(tweets.c.tweet_id).limit(2)
+        ).all()
+        if len(pair) == 2:
+            rows.append(_text_row(account, pair[1].item_id, pair[1].tweet_id, pair[0].tweet_id, text,
+                                  pair[1].posted_at))
+    return rows, len(found) >= limit or len(repeated) >= limit
 
 
 def _content_row(account: str, item_id: int, other: int, fp: str, posted_at: datetime | None) -> dict[str, Any]:
@@ -219,7 +227,8 @@ def missing_tweet_ids(engine: Engine, lookback_days: float = DEFAULT_LOOKBACK_DA
     """Posted items with fewer `tweets` rows than parts: a post we claim happened but cannot point to.
 
     Windowed: recent posted items (ix_content_items_posted_at), each counted through
-    uq_tweets_item_id_part_index. Full history (`lookback_days=0`): one grouped join."""
+    uq_tweets_item_id_part_index. Full history (`lookback_days=0`, the default): the trigger-kept
+    `tweets_recorded` count, through a partial index that holds only the offending items."""
     started = time.perf_counter()
     with _reader(engine) as conn:
         since = _since(conn, lookback_days)
@@ -230,15 +239,10 @@ def missing_tweet_ids(engine: Engine, lookback_days: float = DEFAULT_LOOKBACK_DA
             )
             query = sa.select(items.c.id, items.c.account, items.c.kind, items.c.part_count, items.c.posted_at,
                               recorded.label("recorded")).where(items.c.posted_at >= since)
-        else:
-            if not is_sqlite(conn):
-                conn.exec_driver_sql("SET LOCAL work_mem = '128MB'")
-            per_item = (sa.select(tweets.c.item_id, sa.func.count().label("n"))
-                        .group_by(tweets.c.item_id).subquery())
-            recorded = sa.func.coalesce(per_item.c.n, 0)
-            query = (sa.select(items.c.id, items.c.account, items.c.kind, items.c.part_count, items.c.posted_at,
-                               recorded.label("recorded"))
-                     .select_from(items.outerjoin(per_item, per_item.c.item_id == items.c.id)))
+        else:  # the whole history: the partial index ix_content_items_missing_tweets holds exactly these items
+            recorded = items.c.tweets_recorded
+            query = sa.select(items.c.id, items.c.account, items.c.kind, items.c.part_count, items.c.posted_at,
+                              recorded.label("recorded"))
         query = query.where(items.c.state == s.POSTED, recorded < items.c.part_count)
         found = conn.execute(query.order_by(items.c.id).limit(limit)).all()
     rows = [{"item_id": r.id, "account": r.account, "kind": r.kind, "parts": r.part_count,

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from pipeline import queue
+from pipeline import dispatch, queue
 from pipeline import schema as s
 from pipeline.breaker import Breaker
 from pipeline.browser import BrowserSession
@@ -71,6 +71,8 @@ class PostingReport:
     journal_replayed: int = 0
     tweet_ids: list[str] = field(default_factory=list)
     text_mismatches: int = 0
+    posted_by_account: dict[str, list[str]] = field(default_factory=dict)  # account -> tweet ids, for the UI
+    skipped_busy: list[str] = field(default_factory=list)  # accounts another run was posting for
 
     def count_failure(self, error_class: str) -> None:
         self.failed_by_class[error_class] = self.failed_by_class.get(error_class, 0) + 1
@@ -81,21 +83,58 @@ def journal_for(settings: Settings) -> Journal:
 
 
 def run_posting(engine: Engine, settings: Settings, browser: BrowserSession, accounts: list[str] | None = None,
-                alerts: AlertSender | None = None, breaker: Breaker | None = None) -> PostingReport:
+                alerts: AlertSender | None = None, breaker: Breaker | None = None,
+                wait_s: float = 0.0, sleep: Callable[[float], None] = time.sleep) -> PostingReport:
     """One posting run: reconcile, then post what is due per account until nothing is due, the breaker
-    is open or the run's budget is spent. Raises ConfirmationJournalled if a confirmation had to be
-    journalled (the run must show as failed; the next run replays it)."""
+    is open or the run's budget is spent. Each account is posted only while this run holds its lease
+    (pipeline.dispatch): an account another run is posting for is skipped. With `wait_s` (a dispatched
+    run for one account) the run also waits for items due within that many seconds and posts them at
+    their minute. Raises ConfirmationJournalled if a confirmation had to be journalled (the run must show
+    as failed; the next run replays it)."""
     report = PostingReport()
     report.journal_replayed = journal_for(settings).replay(engine)  # before ANY post
     queue.expire_leases(engine)
     breaker = breaker or Breaker(engine)
     handles = accounts or [a["handle"] for a in queue.list_accounts(engine)]
     for handle in handles:
-        # A ConfirmationJournalled propagates: the database is down, so nothing more may be posted anywhere.
-        AccountPoster(engine, settings, browser, queue.get_account(engine, handle), breaker, alerts, report).run()
+        lease = dispatch.AccountLease(engine, handle, worker_id(), ttl_s=dispatch.account_lease_s(settings.lease_s))
+        if not lease.acquire():
+            report.skipped_busy.append(handle)
+            log_event(log, "account_busy", logging.INFO, account=handle, holder=lease.holder())
+            continue
+        try:
+            # A ConfirmationJournalled propagates: the database is down, so nothing more may be posted anywhere.
+            _post_account(engine, settings, browser, handle, breaker, alerts, report, lease, wait_s, sleep)
+        except dispatch.AccountBusy as exc:
+            log_event(log, "account_lease_lost", logging.WARNING, account=handle, error=str(exc))
+        finally:
+            try:
+                lease.release()
+            except (DatabaseError, sa.exc.SQLAlchemyError):  # the database is down: the lease expires by itself
+                log_event(log, "account_lease_release_failed", logging.WARNING, account=handle)
     for row in breaker.status():
         report.breaker_states[row["account"]] = row["state"]
     return report
+
+
+def _post_account(engine: Engine, settings: Settings, browser: BrowserSession, handle: str, breaker: Breaker,
+                  alerts: AlertSender | None, report: PostingReport, lease: dispatch.AccountLease,
+                  wait_s: float, sleep: Callable[[float], None]) -> None:
+    """Post the account's due items; then, while something falls due within `wait_s`, wait for it and post
+    again. An unknown outcome ends the account's turn: the next run reconciles before posting more."""
+    poster = AccountPoster(engine, settings, browser, queue.get_account(engine, handle), breaker, alerts, report,
+                           keepalive=lease.renew)
+    while True:
+        unknown_before = report.unknown
+        poster.run()
+        if wait_s <= 0 or report.unknown > unknown_before or not poster.may_continue:
+            return
+        wait = dispatch.seconds_until_due(engine, handle)
+        if wait is None or wait > wait_s:
+            return
+        lease.renew()
+        if wait > 0:
+            sleep(wait + 0.05)  # the item is due at exactly its time on the database clock (inclusive)
 
 
 class AccountPoster:
@@ -103,8 +142,10 @@ class AccountPoster:
 
     def __init__(self, engine: Engine, settings: Settings, browser: BrowserSession, account: dict[str, Any],
                  breaker: Breaker, alerts: AlertSender | None, report: PostingReport,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, keepalive: Callable[[], None] | None = None) -> None:
         self.engine, self.settings, self.browser = engine, settings, browser
+        self.keepalive = keepalive or (lambda: None)
+        self.may_continue = True  # False once the breaker holds the account or the run's budget is spent
         self.handle: str = account["handle"]
         self.session_path: str = account["storage_state_path"]
         self.breaker, self.alerts, self.report = breaker, alerts, report
@@ -147,13 +188,16 @@ class AccountPoster:
         status = self.breaker.status(self.handle)  # read only: allow() would take the half-open probe
         if status and status[0]["state"] == "forced_open" and not self._session_recovered(status[0]):
             self.event("breaker_forced_open", logging.WARNING, reason=status[0]["reason"])
+            self.may_continue = False
             return
         self.reconcile_all()
         budget = self.settings.run_budget
         while budget > 0:
+            self.keepalive()
             decision = self.breaker.allow(self.handle)
             if not decision.allowed:
                 self.event("breaker_holds", reason=decision.reason, retry_at=decision.retry_at)
+                self.may_continue = False
                 break
             item = queue.claim(self.engine, self.handle, self.settings.lease_s, self.worker)
             if item is None:
@@ -161,7 +205,10 @@ class AccountPoster:
                 break
             budget -= 1
             if not self.post_item(item):
+                self.may_continue = False
                 break
+        else:
+            self.may_continue = False  # the run's budget is spent
         self.reconcile_all()  # items that went unknown in this run: the post may be visible already
 
     def _session_recovered(self, status: dict[str, Any]) -> bool:
@@ -214,6 +261,7 @@ class AccountPoster:
             try:
                 confirmed = queue.confirm_part(self.engine, item.id, part, tweet_id, attempt_id)
                 self.report.tweet_ids.append(tweet_id)
+                self.report.posted_by_account.setdefault(self.handle, []).append(tweet_id)
                 return confirmed
             except (DatabaseError, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
                 last = exc
@@ -258,7 +306,10 @@ class AccountPoster:
             self.report.unknown += 1
             if isinstance(exc, PostRejected):  # 187: our earlier attempt may be the original; look now
                 self.reconcile_one(queue.get_item(self.engine, item.id), duplicate_reported=True)
-            return True
+                return True
+            # The platform just stalled and will likely stall again: stop posting for this account now and
+            # reconcile first (the end of this run, then the start of the next).
+            return False
         if cls == ErrorClass.REJECTED:
             queue.fail(self.engine, item.id, attempt_id, str(cls), f"X rejected part {part + 1}: {exc}")
             self.report.failed += 1
@@ -293,6 +344,7 @@ class AccountPoster:
     def reconcile_all(self) -> None:
         seen: set[int] = set()
         while True:
+            self.keepalive()  # before the claim: a lost account lease leaves nothing claimed behind
             item = queue.claim(self.engine, self.handle, self.settings.lease_s, self.worker,
                                states=(s.UNKNOWN,), due_only=False)
             if item is None or item.id in seen:
@@ -322,6 +374,7 @@ class AccountPoster:
             known.add(match.tweet_id)
             found_any = True
             self.report.tweet_ids.append(match.tweet_id)
+            self.report.posted_by_account.setdefault(self.handle, []).append(match.tweet_id)
             self.event("reconciled", tweet_id=match.tweet_id, part=part, **fields)
         if item.state == s.POSTED:
             self.report.reconciled += 1

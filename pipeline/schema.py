@@ -62,6 +62,7 @@ _dead = "state NOT IN ('failed', 'cancelled')"
 LIVE_PREDICATE = _dead
 _due = "state = 'queued'"
 _posted = "state = 'posted'"
+_missing = "state = 'posted' AND tweets_recorded < part_count"
 _in_flight = "state IN ('claimed', 'posting', 'unknown')"
 
 accounts = sa.Table(
@@ -99,6 +100,8 @@ content_items = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False, server_default=sa.func.now()),
     sa.Column("updated_at", UtcDateTime, nullable=False, server_default=sa.func.now()),
     sa.Column("posted_at", UtcDateTime),
+    # Tweet rows of this item, kept by database triggers on `tweets` (migration 0006): the missing-id check.
+    sa.Column("tweets_recorded", sa.Integer, nullable=False, server_default="0"),
     sa.CheckConstraint("kind IN ('single', 'thread', 'reply')", name="kind"),
     sa.CheckConstraint(
         "state IN ('queued', 'claimed', 'posting', 'posted', 'unknown', 'failed', 'cancelled', 'needs_review', "
@@ -122,6 +125,9 @@ content_items = sa.Table(
              postgresql_where=sa.text(_posted)),
     sa.Index("ix_content_items_in_flight", "updated_at", sqlite_where=sa.text(_in_flight),
              postgresql_where=sa.text(_in_flight)),
+    # Only posted items with fewer tweet rows than parts: the full-history missing-id check reads this.
+    sa.Index("ix_content_items_missing_tweets", "id", sqlite_where=sa.text(_missing),
+             postgresql_where=sa.text(_missing)),
 )
 
 tweets = sa.Table(
@@ -274,4 +280,27 @@ llm_spend = sa.Table(
     metadata,
     sa.Column("day", sa.String(10), primary_key=True),
     sa.Column("tokens", sa.Integer, nullable=False, server_default="0"),
+)
+
+# One posting run per account at a time, whatever launched it (sensor, UI, `dagster job execute`, a backfill):
+# the run holds this row's lease while it posts for the account (pipeline/dispatch.py).
+account_leases = sa.Table(
+    "account_leases",
+    metadata,
+    sa.Column("account", sa.String(64), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("acquired_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+)
+
+# Tweets per (account, exact text), kept by database triggers on `tweets` (migration 0006); the partial index
+# holds only texts posted more than once, so the full-history same-text duplicate check reads only those.
+tweet_text_counts = sa.Table(
+    "tweet_text_counts",
+    metadata,
+    sa.Column("account", sa.String(64), primary_key=True),
+    sa.Column("text", sa.Text, primary_key=True),
+    sa.Column("n", sa.Integer, nullable=False),
+    sa.Index("ix_tweet_text_counts_repeated", "account", sqlite_where=sa.text("n > 1"),
+             postgresql_where=sa.text("n > 1")),
 )

@@ -77,6 +77,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("metrics_ages", str, "1h,24h,7d", "Ages at which a post's engagement is snapshotted"),
     Setting("metrics_per_run", int, 20, "Most posts one metrics run reads"),
     Setting("require_approval", bool, False, "Planned items wait as pending_approval until `pipeline approve`"),
+    Setting("dispatch_horizon_s", float, 60.0, "A posting run starts this many seconds before an account's next due item and waits for its minute"),
 )
 
 
@@ -173,6 +174,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "plan_max_age_min": _AT_LEAST_1,
     "metrics_ages": _metrics_ages,
     "metrics_per_run": _AT_LEAST_1,
+    "dispatch_horizon_s": _POSITIVE,
 }
 
 

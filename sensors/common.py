@@ -5,6 +5,8 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from assets.posting import ACCOUNT_TAG  # noqa: F401 - the posting run's account tag, shared with sensors
+
 PLAN_JOB, POST_JOB, METRICS_JOB = "plan_job", "post_job", "metrics_job"
 JOB_TAG = "pipeline/job"  # the run queue limits runs by this tag (dagster.yaml)
 REQUESTED_BY_TAG = "pipeline/requested_by"

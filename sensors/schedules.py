@@ -1,6 +1,7 @@
-"""Schedules with a little logic: posting never piles up runs; metrics collect today's partition.
+"""The metrics schedule: today's partition, plus the days whose posts reach a later snapshot age.
 
-The plain hourly plan schedule lives in pipeline/definitions.py.
+The plain hourly plan schedule lives in pipeline/definitions.py; posting is dispatched by due time
+(sensors/dispatch.py), not on a schedule.
 """
 
 from datetime import timedelta
@@ -9,22 +10,7 @@ import dagster as dg
 
 from assets.metrics import posting_days
 from pipeline.settings import load_settings
-from sensors.common import METRICS_JOB, POST_JOB, active_run
-
-
-@dg.schedule(
-    name="post_schedule",
-    cron_schedule="*/5 * * * *",
-    job_name=POST_JOB,
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Post what is due every 5 minutes; skipped while a post run is still queued or running.",
-)
-def post_schedule(context: dg.ScheduleEvaluationContext):
-    running = active_run(context.instance, POST_JOB)
-    if running is not None:
-        return dg.SkipReason(f"post run {running.dagster_run.run_id[:8]} is still {running.dagster_run.status.value}")
-    return dg.RunRequest(run_key=None)
+from sensors.common import METRICS_JOB, active_run
 
 
 def catch_up_days(metrics_ages: str) -> list[int]:

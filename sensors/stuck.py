@@ -1,5 +1,5 @@
 """`stuck_work_sensor`: breakers open too long and items stuck in flight -> alert (no run: posting runs
-reconcile stuck items by themselves every 5 minutes; this sensor tells a human when they do not)."""
+(dispatched within 15 s of an unknown outcome) reconcile stuck items by themselves; this sensor tells a human when they do not)."""
 
 import dagster as dg
 
@@ -33,7 +33,7 @@ def stuck_work_sensor(context: dg.SensorEvaluationContext, database: Database, a
             severity="error" if b["forced"] else "warning",
         )
 
-    # Grace of one lease: a posting run (every 5 min) normally takes these over first.
+    # Grace of one lease: a dispatched posting run normally takes these over first.
     stuck = integrity.stuck_items(engine, lease_s=settings.lease_s, grace_s=settings.lease_s, limit=50)
     if stuck.total:
         found.append(f"{stuck.total} stuck items")

@@ -128,22 +128,34 @@ def test_missing_tweet_ids_fail(engine: sa.Engine, db_url: str, instance: dg.Dag
     assert found[none]["tweets_recorded"] == 0
 
 
-def test_only_the_lookback_window_unless_asked_for_the_full_history(engine: sa.Engine, db_url: str,
-                                                                    instance: dg.DagsterInstance) -> None:
+def test_the_checks_cover_the_whole_history_and_a_window_only_on_request(engine: sa.Engine, db_url: str,
+                                                                        instance: dg.DagsterInstance) -> None:
     seed_clean(engine)
     with engine.connect() as conn:
         old = db_now(conn) - timedelta(days=30)
     add_item(engine, "alice", ["Old twin"], s.POSTED, posted_at=old)
-    add_item(engine, "alice", ["Old twin", "with a tail"], s.POSTED, posted_at=old)
-    add_item(engine, "alice", ["Old, never recorded"], s.POSTED, posted_at=old, tweets=0)
-    evaluations = run_checks(db_url, instance)  # 7-day default: these were reported while they were new
-    assert evaluations["no_duplicate_posts"].passed and evaluations["no_missing_tweet_ids"].passed
+    twin = add_item(engine, "alice", ["Old twin", "with a tail"], s.POSTED, posted_at=old)
+    never = add_item(engine, "alice", ["Old, never recorded"], s.POSTED, posted_at=old, tweets=0)
+    evaluations = run_checks(db_url, instance)  # the default: the whole history, read from the summaries
+    assert not evaluations["no_duplicate_posts"].passed and not evaluations["no_missing_tweet_ids"].passed
+    assert meta(evaluations["no_duplicate_posts"], "scope").startswith("full history")
+    assert {r["item_id"] for r in meta(evaluations["no_missing_tweet_ids"], "sample")} == {never}
 
     database = Database(url=db_url)
-    audit = no_duplicate_posts(database=database, config=WindowConfig(lookback_days=0))
-    assert audit.passed is False and audit.metadata["scope"].value.startswith("full history")
-    assert no_missing_tweet_ids(database=database, config=WindowConfig(lookback_days=0)).passed is False
+    window = WindowConfig(lookback_days=7)  # a window on request: these 30-day-old posts are outside it
+    assert no_duplicate_posts(database=database, config=window).passed
+    assert no_missing_tweet_ids(database=database, config=window).passed
     assert no_duplicate_posts(database=database, config=WindowConfig(lookback_days=31)).passed is False
+
+    # The summaries follow every write to `tweets` (database triggers), not only the pipeline's own.
+    with engine.begin() as conn:
+        conn.execute(s.tweets.update().where(s.tweets.c.item_id == twin, s.tweets.c.part_index == 0)
+                     .values(text="Old twin, edited by hand"))
+    assert no_duplicate_posts(database=database, config=WindowConfig()).passed
+    with engine.begin() as conn:
+        conn.execute(s.tweets.delete().where(s.tweets.c.item_id == twin, s.tweets.c.part_index == 1))
+    missing = no_missing_tweet_ids(database=database, config=WindowConfig())
+    assert {r["item_id"] for r in missing.metadata["sample"].value} == {never, twin}
 
 
 def test_stuck_items_warn(engine: sa.Engine, db_url: str, instance: dg.DagsterInstance) -> None:

@@ -32,9 +32,9 @@ CHECKS = {
     ("posted_tweets", "no_stuck_items"), ("generated_content", "content_within_limits"),
 }
 JOBS = {"plan_job", "post_job", "metrics_job"}
-SCHEDULES = {"plan_schedule": "0 * * * *", "post_schedule": "*/5 * * * *", "metrics_schedule": "*/20 * * * *"}
+SCHEDULES = {"plan_schedule": "0 * * * *", "metrics_schedule": "*/20 * * * *"}  # posting is dispatched by a sensor
 REPO = defs.get_repository_def()
-SENSORS = {"empty_queue_sensor", "plan_health_sensor", "run_failure_alert_sensor", "stuck_work_sensor"}
+SENSORS = {"dispatch_sensor", "empty_queue_sensor", "plan_health_sensor", "run_failure_alert_sensor", "stuck_work_sensor"}
 
 
 @pytest.fixture
@@ -91,6 +91,7 @@ def test_every_contracted_name_exists() -> None:
         assert schedule.execution_timezone == "UTC"
     for name in SENSORS:
         assert defs.resolve_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
+    assert {s.name for s in REPO.schedule_defs} == set(SCHEDULES)  # one way to dispatch posts: no post_schedule
 
 
 def test_jobs_select_their_assets_and_run_in_process() -> None:
@@ -101,7 +102,25 @@ def test_jobs_select_their_assets_and_run_in_process() -> None:
         assert job.executor_def is dg.in_process_executor, name  # one process: one browser, resources set up once
         selected = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
         assert selected == assets, name
-    assert defs.resolve_job_def("post_job").run_tags["pipeline/job"] == "post"  # the run queue's limit key
+    assert defs.resolve_job_def("post_job").run_tags["pipeline/job"] == "post"
+    assert defs.executor is dg.in_process_executor  # set once, on the Definitions
+
+
+def test_browser_assets_share_one_pool_and_metrics_backfill_in_one_run() -> None:
+    assert defs.resolve_assets_def("posted_tweets").op.pool == "x_browser"
+    metrics = defs.resolve_assets_def("tweet_metrics")
+    assert metrics.op.pool == "x_browser"
+    assert metrics.backfill_policy == dg.BackfillPolicy.single_run()
+
+
+def test_dg_and_dagster_dev_share_the_code_location_name() -> None:
+    import tomllib
+
+    import yaml
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["dg"]["project"]
+    workspace = yaml.safe_load((ROOT / "workspace.yaml").read_text())
+    assert project["code_location_name"] == workspace["load_from"][0]["python_module"]["location_name"]
 
 
 def test_checks_on_posted_tweets_are_blocking() -> None:
@@ -166,17 +185,6 @@ def test_metrics_schedule_never_asks_before_the_first_partition(instance: dg.Dag
     assert [r.partition_key for r in requests] == ["2026-01-02", "2026-01-01"]
 
 
-def test_post_schedule_skips_while_a_post_run_is_in_progress(instance: dg.DagsterInstance) -> None:
-    schedule = defs.resolve_schedule_def("post_schedule")
-    with dg.build_schedule_context(instance=instance) as context:
-        assert len(schedule.evaluate_tick(context).run_requests) == 1
-    instance.add_run(dg.DagsterRun(job_name="post_job", run_id="0" * 8 + "-0000-0000-0000-000000000000",
-                                   status=dg.DagsterRunStatus.STARTED))
-    with dg.build_schedule_context(instance=instance) as context:
-        data = schedule.evaluate_tick(context)
-    assert data.run_requests == [] and "still STARTED" in data.skip_message
-
-
 # --------------------------------------------------------------------------- instance configs
 
 
@@ -188,8 +196,7 @@ def test_dagster_yaml_sqlite_instance(tmp_path: Path, monkeypatch: pytest.Monkey
         assert Path(inst.root_directory) == Path(env["DAGSTER_HOME"])
         assert not inst.telemetry_enabled
         assert type(inst.run_coordinator).__name__ == "QueuedRunCoordinator"
-        limits = inst.get_concurrency_config().run_queue_config.tag_concurrency_limits
-        assert {"key": "pipeline/job", "value": "post", "limit": 1} in limits
+        _assert_per_account_limits(inst)
         assert inst.run_monitoring_enabled
 
 
@@ -206,13 +213,53 @@ def test_dagster_postgres_yaml_instance(tmp_path: Path, monkeypatch: pytest.Monk
             assert type(inst.run_storage).__name__ == "PostgresRunStorage"
             assert type(inst.event_log_storage).__name__ == "PostgresEventLogStorage"
             assert not inst.telemetry_enabled
-            assert {"key": "pipeline/job", "value": "post", "limit": 1} in \
-                inst.get_concurrency_config().run_queue_config.tag_concurrency_limits
+            _assert_per_account_limits(inst)
             # A real run through the Postgres storage.
             result = dg.materialize([_noop_asset()], instance=inst)
             assert result.success and inst.get_run_records(limit=1)
     finally:
         pg.drop_database(pg_admin_url, url.render_as_string(hide_password=False))
+
+
+PER_ACCOUNT = {"key": "pipeline/account", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+
+
+def _assert_per_account_limits(inst: dg.DagsterInstance) -> None:
+    """One posting run per account at a time; accounts in parallel; a browser pool across every run."""
+    config = inst.get_concurrency_config()
+    limits = config.run_queue_config.tag_concurrency_limits
+    assert PER_ACCOUNT in limits
+    assert not any(limit["key"] == "pipeline/job" and limit["value"] == "post" for limit in limits)
+    assert config.run_queue_config.max_concurrent_runs >= 10
+    assert config.pool_config.default_pool_limit >= 10
+
+
+def test_k8s_instance_config_loads_and_its_launcher_config_is_valid(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """dagster.k8s.yaml passes Dagster's instance-config schema and K8sRunLauncher's own config schema (no
+    cluster needed), with the same per-account limits; a misspelt launcher key is refused."""
+    from dagster._config import process_config
+    from dagster._config.field import resolve_to_config_type
+    from dagster._core.instance.config import dagster_instance_config
+    from dagster_k8s import K8sRunLauncher
+
+    home = tmp_path / "k8s_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.k8s.yaml", home / "dagster.yaml")
+    for key, value in {"DAGSTER_PG_HOST": "pg", "DAGSTER_PG_PORT": "5432", "DAGSTER_PG_USER": "dagster",
+                       "DAGSTER_PG_PASSWORD": "x", "DAGSTER_PG_DB": "dagster", "DAGSTER_K8S_NAMESPACE": "posting",
+                       "PIPELINE_IMAGE": "registry.example/x-posting-pipeline:1"}.items():
+        monkeypatch.setenv(key, value)
+    config, _ = dagster_instance_config(str(home))
+    assert config["run_launcher"]["class"] == "K8sRunLauncher"
+    assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    assert "postgres" in config["storage"]
+    assert PER_ACCOUNT in config["concurrency"]["runs"]["tag_concurrency_limits"]
+    assert config["concurrency"]["pools"]["default_limit"] >= 10
+    launcher_schema = resolve_to_config_type(K8sRunLauncher.config_type())
+    checked = process_config(launcher_schema, config["run_launcher"]["config"])
+    assert checked.success, checked.errors
+    assert not process_config(launcher_schema, {**config["run_launcher"]["config"], "job_namespac": "x"}).success
 
 
 def _noop_asset() -> dg.AssetsDefinition:

@@ -1,0 +1,207 @@
+"""Benchmark: posts on time, accounts isolated, and scale, under `dagster-daemon` with the shipped dagster.yaml.
+
+    .venv/bin/python bench/ontime.py            # the full benchmark (about 20 minutes)
+    .venv/bin/python bench/ontime.py --short    # a shortened form for a shared machine (about 8 minutes)
+
+Each scenario starts its own stack (tests/daemon_stack.py): a fresh PostgreSQL app database, the sandbox with
+logged-in accounts, and `dagster-daemon run -w workspace.yaml` (dispatch_sensor, run queue, real runs with
+real Chromium). Lateness is the sandbox's stored time minus the item's scheduled time.
+
+- lateness: A accounts x P posts at random times across W minutes; p50, p99, max. Baseline beside it: the
+  five-minute schedule this replaces, modelled on the same items (each waits for the next */5 tick, then
+  takes the service time measured here); a model, since post_schedule no longer exists to run.
+- isolation: one account whose every post stalls after X stored it, while 5 others post at the same time;
+  the healthy accounts' lateness minus the unloaded p50 from the lateness scenario (their extra delay).
+- scale: N accounts with one post each due at the same time: time until all are live, peak memory of all
+  processes of the daemon's session (code server, runs, Chromium), and memory per extra concurrent run.
+Goals: p99 <= 15 s and max <= 60 s; isolation extra delay <= 15 s; scale all live <= 120 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(ROOT))
+
+from bench.common import markdown_table, percentile, write_result  # noqa: E402
+from tests.daemon_stack import DaemonStack  # noqa: E402
+
+GOALS = {"p99_s": 15.0, "max_s": 60.0, "isolation_extra_s": 15.0, "scale_all_live_s": 120.0}
+LEAD_S = 45  # the first post is due this long after the stack starts (the daemon's first ticks)
+
+
+class MemorySampler:
+    """Sums the RSS of every process in the daemon's session (its code server, runs and their browsers)."""
+
+    def __init__(self, session_id: int, interval_s: float = 0.5) -> None:
+        self.session_id, self.interval_s = session_id, interval_s
+        self.peak_mb, self.peak_procs, self.idle_mb = 0.0, 0, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self) -> tuple[float, int]:
+        page = os.sysconf("SC_PAGE_SIZE")
+        total, count = 0, 0
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[3]) != self.session_id:  # field 6: session id
+                    continue
+                total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * page
+                count += 1
+            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+                continue
+        return total / 2**20, count
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            mb, procs = self.sample()
+            if mb > self.peak_mb:
+                self.peak_mb, self.peak_procs = mb, procs
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> MemorySampler:
+        self.idle_mb = self.sample()[0]
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"n": 0}
+    return {"n": len(values), "p50_s": round(percentile(values, 50), 2), "p99_s": round(percentile(values, 99), 2),
+            "max_s": round(max(values), 2)}
+
+
+def _run_scenario(accounts: list[str], items: list[tuple[str, str, float]], wait_s: float,
+                  faults: dict[str, Any] | None = None) -> dict[str, Any]:
+    with DaemonStack(accounts) as stack:
+        if faults:
+            stack.sandbox.set_faults(faults)
+        assert stack.daemon is not None
+        with MemorySampler(stack.daemon.pid) as memory:
+            stack.schedule(items)
+            scheduled = stack.scheduled_times()
+            texts = {text for _, text, _ in items}
+            live = stack.wait_live(texts, timeout_s=max(o for *_, o in items) + wait_s)
+            peak_runs = _peak_concurrent_runs(stack)
+        return {"scheduled": scheduled, "live": live, "duplicates": stack.duplicates(),
+                "overlapping_runs_of_one_account": len(stack.run_overlaps()), "peak_mb": round(memory.peak_mb, 1),
+                "idle_mb": round(memory.idle_mb, 1), "peak_processes": memory.peak_procs, "peak_runs": peak_runs}
+
+
+def _peak_concurrent_runs(stack: DaemonStack) -> int:
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(stack.home)) as instance:
+        spans = [(r.start_time, r.end_time or time.time()) for r in
+                 instance.get_run_records(dg.RunsFilter(job_name="post_job")) if r.start_time]
+    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+    peak = current = 0
+    for _, delta in events:
+        current += delta
+        peak = max(peak, current)
+    return peak
+
+
+def lateness(n_accounts: int, posts: int, window_min: float, seed: int) -> dict[str, Any]:
+    rng = random.Random(seed)
+    accounts = [f"late{n:02d}" for n in range(n_accounts)]
+    items = [(a, f"@{a} post {p} of the lateness run", LEAD_S + rng.uniform(0, window_min * 60))
+             for a in accounts for p in range(posts)]
+    out = _run_scenario(accounts, items, wait_s=120)
+    late = [out["live"][t] - out["scheduled"][t] for t in out["live"]]
+    service = max(0.0, percentile(late, 50))
+    # The five-minute schedule on the same items: wait for the next */5 tick, then the measured service time.
+    grid = [math.ceil(out["scheduled"][t] / 300) * 300 - out["scheduled"][t] + service for _, t, _ in items]
+    return {"accounts": n_accounts, "posts_per_account": posts, "window_min": window_min,
+            "never_live": len(items) - len(out["live"]), "dispatch": _stats(late),
+            "five_minute_schedule_modelled": _stats(grid),
+            **{k: out[k] for k in ("duplicates", "overlapping_runs_of_one_account", "peak_mb", "peak_runs")}}
+
+
+def isolation(healthy: int, posts: int, unloaded_p50_s: float) -> dict[str, Any]:
+    accounts = ["stalled", *[f"ok{n}" for n in range(healthy)]]
+    items = [(a, f"@{a} post {p} of the isolation run", LEAD_S + 5 * p) for a in accounts for p in range(posts)]
+    out = _run_scenario(accounts, items, wait_s=120,
+                        faults={"post_commit_stall": {"p": 1.0, "seconds": 600, "accounts": ["stalled"]}})
+    late = [out["live"][t] - out["scheduled"][t] for t in out["live"] if not t.startswith("@stalled")]
+    worst = max(late) if late else float("inf")
+    return {"healthy_accounts": healthy, "posts_per_account": posts, "healthy": _stats(late),
+            "healthy_never_live": healthy * posts - len(late), "extra_delay_s": round(worst - unloaded_p50_s, 2),
+            "unloaded_p50_s": unloaded_p50_s, "duplicates": out["duplicates"]}
+
+
+def scale(n_accounts: int) -> dict[str, Any]:
+    accounts = [f"scale{n:02d}" for n in range(n_accounts)]
+    items = [(a, f"@{a} the one post of the scale run", LEAD_S + 15) for a in accounts]
+    out = _run_scenario(accounts, items, wait_s=300)
+    late = [out["live"][t] - out["scheduled"][t] for t in out["live"]]
+    extra = max(1, out["peak_runs"])
+    return {"accounts": n_accounts, "all_live": len(late) == n_accounts,
+            "all_live_after_s": round(max(late), 2) if len(late) == n_accounts else None,
+            "lateness": _stats(late), "peak_mb": out["peak_mb"], "idle_mb": out["idle_mb"],
+            "peak_processes": out["peak_processes"], "peak_concurrent_runs": out["peak_runs"],
+            "mb_per_extra_concurrent_run": round((out["peak_mb"] - out["idle_mb"]) / extra, 1),
+            "duplicates": out["duplicates"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--short", action="store_true", help="smaller scenarios for a shared machine")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--name", default="ontime")
+    args = parser.parse_args(argv)
+    size = ({"accounts": 10, "posts": 3, "window_min": 3.0, "healthy": 5, "iso_posts": 2, "scale": 50}
+            if args.short else
+            {"accounts": 20, "posts": 5, "window_min": 10.0, "healthy": 5, "iso_posts": 3, "scale": 50})
+    started, load_at_start = time.time(), [round(x, 2) for x in os.getloadavg()]
+    late = lateness(size["accounts"], size["posts"], size["window_min"], args.seed)
+    print(f"lateness: {late['dispatch']}", file=sys.stderr)
+    iso = isolation(size["healthy"], size["iso_posts"], late["dispatch"].get("p50_s", 0.0))
+    print(f"isolation: extra {iso['extra_delay_s']} s", file=sys.stderr)
+    big = scale(size["scale"])
+    goals = {
+        "lateness_p99": late["dispatch"].get("p99_s", math.inf) <= GOALS["p99_s"],
+        "lateness_max": late["dispatch"].get("max_s", math.inf) <= GOALS["max_s"] and late["never_live"] == 0,
+        "isolation": iso["extra_delay_s"] <= GOALS["isolation_extra_s"] and iso["healthy_never_live"] == 0,
+        "scale": (big["all_live_after_s"] or math.inf) <= GOALS["scale_all_live_s"],
+        "no_duplicates": late["duplicates"] + iso["duplicates"] + big["duplicates"] == 0,
+    }
+    payload = {"shortened": args.short, "sizes": size, "goals": GOALS, "goals_met": goals,
+               "cpus": os.cpu_count(), "load_average_at_start": load_at_start, "elapsed_s": round(time.time() - started, 1),
+               "lateness": late, "isolation": iso, "scale": big}
+    rows = [
+        {"scenario": "lateness (dispatch)", **late["dispatch"], "goal": "p99<=15, max<=60",
+         "met": goals["lateness_p99"] and goals["lateness_max"]},
+        {"scenario": "lateness (5-min schedule, modelled baseline)", **late["five_minute_schedule_modelled"],
+         "goal": "-", "met": "-"},
+        {"scenario": f"isolation: healthy accounts (extra delay {iso['extra_delay_s']} s)", **iso["healthy"],
+         "goal": "extra<=15", "met": goals["isolation"]},
+        {"scenario": f"scale: {big['accounts']} accounts, all live after {big['all_live_after_s']} s; peak "
+                     f"{big['peak_mb']} MB, {big['mb_per_extra_concurrent_run']} MB per extra concurrent run",
+         **big["lateness"], "goal": "all live<=120", "met": goals["scale"]},
+    ]
+    title = ("SHORTENED run (--short): " if args.short else "") + \
+        f"on-time benchmark under dagster-daemon, {os.cpu_count()} CPUs, seconds"
+    table = title + "\n\n" + markdown_table(rows, ["scenario", "n", "p50_s", "p99_s", "max_s", "goal", "met"])
+    write_result(args.name, payload, table)
+    return 0 if all(goals.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

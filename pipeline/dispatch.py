@@ -1,0 +1,158 @@
+"""Dispatch by due time: which accounts need a posting run now, and the per-account posting lease.
+
+    sensor (every 15 s) -> accounts_to_dispatch(): due within the horizon, on the database clock
+                        -> one post_job run per account (run tag pipeline/account=<handle>)
+    run                 -> AccountLease: only one posting run per account, whatever launched it
+                        -> seconds_until_due(): wait for the item's minute, post, look again
+
+Each account posts in its own run, so one account's stall, rate limit or unknown outcome never delays
+another's. The run queue's per-unique-value tag limit keeps two runs of one account from starting; the
+lease here also covers the launch paths that bypass the queue (`dagster job execute`, a UI materialization
+without the tag, an asset backfill).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from pipeline import schema as s
+from pipeline.db import db_now, transaction
+
+items = s.content_items
+leases = s.account_leases
+
+
+@dataclass(frozen=True)
+class DueAccount:
+    account: str
+    first_due: datetime  # the earliest queued item's time, or now when only reconciliation is pending
+    due: int  # queued items due within the horizon
+    unknown: int  # unknown outcomes (or dead runs' items): the run reconciles them first
+
+
+def accounts_to_dispatch(engine: Engine, horizon_s: float) -> tuple[datetime, list[DueAccount]]:
+    """(database now, accounts with queued items due within `horizon_s` or unknown items to reconcile).
+
+    Accounts whose breaker holds beyond the horizon (open until later, or forced open) are left out: a run
+    for them would only find the breaker closed to it."""
+    with engine.connect() as conn:
+        now = db_now(conn)
+        horizon = now + timedelta(seconds=horizon_s)
+        queued = sa.and_(items.c.state == s.QUEUED, items.c.scheduled_at <= horizon)
+        # Unknown outcomes, and in-flight items whose run died (their expired lease makes them unknown).
+        unsettled = sa.or_(items.c.state == s.UNKNOWN,
+                           sa.and_(items.c.state.in_((s.CLAIMED, s.POSTING)), items.c.lease_expires_at <= now))
+        rows = conn.execute(
+            sa.select(
+                items.c.account,
+                sa.func.min(sa.case((queued, items.c.scheduled_at))),
+                sa.func.count().filter(queued),
+                sa.func.count().filter(unsettled),
+            )
+            .where(sa.or_(queued, unsettled))
+            .group_by(items.c.account)
+            .order_by(items.c.account)
+        ).all()
+        held = set(conn.execute(
+            sa.select(s.breaker_state.c.account).where(sa.or_(
+                s.breaker_state.c.state == "forced_open",
+                sa.and_(s.breaker_state.c.state == "open", s.breaker_state.c.open_until > horizon),
+            ))
+        ).scalars())
+    due = [DueAccount(account, _aware(first) or now, int(n_due), int(n_unknown))
+           for account, first, n_due, n_unknown in rows if account not in held]
+    return now, due
+
+
+def _aware(value: datetime | str | None) -> datetime | None:
+    """min() over a CASE loses the column type on SQLite; read it back as the UTC datetime it is."""
+    if value is None or isinstance(value, datetime):
+        return s.UtcDateTime().process_result_value(value, None)
+    return s.UtcDateTime().process_result_value(datetime.fromisoformat(value), None)
+
+
+def seconds_until_due(engine: Engine, account: str) -> float | None:
+    """Seconds (database clock) until the account's next queued item is due; 0 when one is due now."""
+    with engine.connect() as conn:
+        now = db_now(conn)
+        first = conn.execute(
+            sa.select(sa.func.min(items.c.scheduled_at)).where(items.c.account == account, items.c.state == s.QUEUED)
+        ).scalar()
+    if first is None:
+        return None
+    return max(0.0, (first - now).total_seconds())
+
+
+ACCOUNT_LEASE_MAX_S = 120.0
+
+
+def account_lease_s(item_lease_s: float) -> float:
+    """The account lease's lifetime: renewed before every claim and reconciliation, so it only has to outlast
+    one post; short, so a killed run holds its account for two minutes at most, not an item lease's five.
+    Losing it early is safe: item claims still keep two runs off one item."""
+    return min(item_lease_s, ACCOUNT_LEASE_MAX_S)
+
+
+class AccountBusy(RuntimeError):
+    """Another run holds the account's posting lease."""
+
+
+class AccountLease:
+    """A row per account in `account_leases`; a run posts for the account only while it holds the row.
+
+    Taken when the row is absent, expired (a dead run) or already ours; renewed between posts; released at
+    the end. The expiry is on the database clock, like every other lease in the pipeline."""
+
+    def __init__(self, engine: Engine, account: str, owner: str, ttl_s: float) -> None:
+        self.engine, self.account, self.owner, self.ttl_s = engine, account, owner, ttl_s
+        self.held = False
+
+    def acquire(self) -> bool:
+        with transaction(self.engine) as conn:
+            now = db_now(conn)
+            until = now + timedelta(seconds=self.ttl_s)
+            taken = conn.execute(
+                leases.update()
+                .where(leases.c.account == self.account,
+                       sa.or_(leases.c.owner == self.owner, leases.c.expires_at <= now))
+                .values(owner=self.owner, acquired_at=now, expires_at=until)
+            ).rowcount
+            if not taken:
+                exists = conn.execute(sa.select(leases.c.owner).where(leases.c.account == self.account)).first()
+                if exists is None:
+                    try:
+                        with conn.begin_nested():
+                            conn.execute(leases.insert().values(account=self.account, owner=self.owner,
+                                                                acquired_at=now, expires_at=until))
+                        taken = 1
+                    except sa.exc.IntegrityError:  # another run inserted it first
+                        taken = 0
+        self.held = bool(taken)
+        return self.held
+
+    def renew(self) -> None:
+        """Extend the lease; raises AccountBusy if it was lost (expired and taken by another run)."""
+        with transaction(self.engine) as conn:
+            now = db_now(conn)
+            renewed = conn.execute(
+                leases.update().where(leases.c.account == self.account, leases.c.owner == self.owner)
+                .values(expires_at=now + timedelta(seconds=self.ttl_s))
+            ).rowcount
+        if not renewed:
+            self.held = False
+            raise AccountBusy(f"@{self.account}: the posting lease was taken by another run")
+
+    def release(self) -> None:
+        if not self.held:
+            return
+        with transaction(self.engine) as conn:
+            conn.execute(leases.delete().where(leases.c.account == self.account, leases.c.owner == self.owner))
+        self.held = False
+
+    def holder(self) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(leases.c.owner).where(leases.c.account == self.account)).scalar()

@@ -1,0 +1,107 @@
+"""Dispatch by due time on real databases and a real Dagster instance: which accounts get a run, the run tags,
+and the per-account lease that keeps two posting runs of one account apart by any launch path."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from pipeline import dispatch
+from pipeline import schema as s
+from pipeline.db import db_now, get_engine
+from resources import Database
+from sensors.dispatch import dispatch_sensor
+from tests.dagster_helpers import add_account, add_item, set_breaker, temp_instance
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with temp_instance() as inst:
+        yield inst
+
+
+def _now(engine: sa.Engine):  # noqa: ANN202
+    with engine.connect() as conn:
+        return db_now(conn)
+
+
+def test_accounts_due_within_the_horizon_are_dispatched_and_held_ones_are_not(engine: sa.Engine) -> None:
+    for handle in ("ann", "bob", "cat", "dan", "eve"):
+        add_account(engine, handle)
+    now = _now(engine)
+    add_item(engine, "ann", ["due now"], scheduled_at=now - timedelta(seconds=1))
+    add_item(engine, "bob", ["due in 20 s"], scheduled_at=now + timedelta(seconds=20))
+    add_item(engine, "cat", ["due in 10 min"], scheduled_at=now + timedelta(minutes=10))
+    add_item(engine, "dan", ["outcome unknown"], state=s.UNKNOWN, scheduled_at=now - timedelta(minutes=5))
+    add_item(engine, "eve", ["due, but rate limited for an hour"], scheduled_at=now)
+    set_breaker(engine, "eve", "open", opened_ago=timedelta(seconds=5), open_until_in=timedelta(hours=1))
+
+    _, due = dispatch.accounts_to_dispatch(engine, horizon_s=30)
+    by_account = {d.account: d for d in due}
+    assert sorted(by_account) == ["ann", "bob", "dan"]
+    assert by_account["ann"].due == 1 and by_account["dan"].unknown == 1 and by_account["dan"].due == 0
+    assert abs((by_account["bob"].first_due - (now + timedelta(seconds=20))).total_seconds()) < 0.01
+    assert 19 <= dispatch.seconds_until_due(engine, "bob") <= 20
+    assert dispatch.seconds_until_due(engine, "ann") == 0.0 and dispatch.seconds_until_due(engine, "dan") is None
+
+
+def test_sensor_requests_one_tagged_run_per_account_and_none_while_its_run_is_active(
+        engine: sa.Engine, db_url: str, instance: dg.DagsterInstance) -> None:
+    for handle in ("ann", "bob"):
+        add_account(engine, handle)
+        add_item(engine, handle, [f"post of {handle}"])
+    resources = {"database": Database(url=db_url)}
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        requests = dispatch_sensor.evaluate_tick(context).run_requests
+    assert sorted(r.tags["pipeline/account"] for r in requests) == ["ann", "bob"]
+    assert all(r.tags["pipeline/job"] == "post" and r.run_key.startswith(f"post:{r.tags['pipeline/account']}:")
+               for r in requests)
+
+    instance.add_run(dg.DagsterRun(job_name="post_job", run_id="1" * 8 + "-0000-0000-0000-000000000000",
+                                   status=dg.DagsterRunStatus.STARTED, tags={"pipeline/account": "ann"}))
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        requests = dispatch_sensor.evaluate_tick(context).run_requests
+    assert [r.tags["pipeline/account"] for r in requests] == ["bob"]
+
+
+def test_lease_is_exclusive_renewable_and_taken_over_only_after_expiry(db_url: str) -> None:
+    engine = get_engine(db_url)
+    first = dispatch.AccountLease(engine, "ann", "run-1", ttl_s=30)
+    second = dispatch.AccountLease(engine, "ann", "run-2", ttl_s=30)
+    assert first.acquire() and not second.acquire()
+    assert second.holder() == "run-1"
+    first.renew()
+    assert dispatch.AccountLease(engine, "bob", "run-2", ttl_s=30).acquire()  # other accounts are free
+    first.release()
+    assert second.acquire() and second.holder() == "run-2"
+
+    # A dead run's lease expires (database clock) and is taken over; the dead run can't renew it any more.
+    with engine.begin() as conn:
+        conn.execute(s.account_leases.update().values(expires_at=db_now(conn) - timedelta(seconds=1)))
+    third = dispatch.AccountLease(engine, "ann", "run-3", ttl_s=30)
+    assert third.acquire()
+    with pytest.raises(dispatch.AccountBusy):
+        second.renew()
+
+
+def test_lease_race_has_exactly_one_winner(db_url: str) -> None:
+    engine = get_engine(db_url)
+    results: list[bool] = []
+    barrier = threading.Barrier(6)
+
+    def contend(n: int) -> None:
+        lease = dispatch.AccountLease(engine, "ann", f"run-{n}", ttl_s=30)
+        barrier.wait()
+        results.append(lease.acquire())
+
+    threads = [threading.Thread(target=contend, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False] * 5 + [True]
