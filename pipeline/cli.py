@@ -231,10 +231,11 @@ def cmd_login(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.daemons import DaemonProbe, probe_daemons
     from pipeline.health import check_health
-    from resources.daemon import daemon_heartbeat_age_s
 
-    report = check_health(settings, daemon_heartbeat_age_s(), daemon_expected=not args.no_daemon)
+    probe = DaemonProbe() if args.no_daemon else probe_daemons()
+    report = check_health(settings, probe, daemon_expected=not args.no_daemon)
     if args.json:
         print(json.dumps(report.as_json(), indent=2, default=str))
     else:

@@ -70,6 +70,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("plan_max_age_min", int, 180, "Plan health alerts when the last successful plan is older than this"),
     Setting("metrics_ages", str, "1h,24h,7d", "Ages at which a post's engagement is snapshotted"),
     Setting("metrics_per_run", int, 20, "Most posts one metrics run reads"),
+    Setting("daemon_max_heartbeat_age_s", int, 90, "Health calls a Dagster daemon down when its heartbeat (every 30 s) is older than this"),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
