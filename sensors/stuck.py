@@ -1,9 +1,11 @@
-"""`stuck_work_sensor`: breakers open too long and items stuck in flight -> alert (no run: posting runs
+"""`stuck_work_sensor`: breakers forced open (at once) or open too long, and items stuck in flight -> alert (no run: posting runs
 reconcile stuck items by themselves every 5 minutes; this sensor tells a human when they do not)."""
 
 import dagster as dg
 
 from pipeline import integrity
+from pipeline.alerts import tell_forced_open
+from pipeline.breaker import Breaker
 from pipeline.settings import load_settings
 from resources import Alerts, Database
 
@@ -14,7 +16,7 @@ BREAKER_ALERT_AFTER_S = 3600
     name="stuck_work_sensor",
     minimum_interval_seconds=120,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Alerts on breakers open longer than an hour and on items stuck in claimed/posting/unknown past the lease.",
+    description="Alerts on breakers forced open (once per account and episode), open longer than an hour, and on items stuck in claimed/posting/unknown past the lease.",
 )
 def stuck_work_sensor(context: dg.SensorEvaluationContext, database: Database, alerts: Alerts):
     settings = load_settings()
@@ -22,7 +24,12 @@ def stuck_work_sensor(context: dg.SensorEvaluationContext, database: Database, a
     sink = alerts.sink(context.log)
     found: list[str] = []
 
+    # Forced open needs a human at once: one alert per account and episode, whoever forced it.
+    told = tell_forced_open(sink, Breaker(engine).status())
+    found += [f"breaker @{a} forced open" for a in told]
     for b in integrity.open_breakers(engine, older_than_s=BREAKER_ALERT_AFTER_S):
+        if b["state"] == "forced_open":
+            continue
         found.append(f"breaker @{b['account']}")
         sink.send(
             key=f"breaker-open:{b['account']}",

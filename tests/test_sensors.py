@@ -225,17 +225,40 @@ def test_stuck_work_quiet_on_healthy_state(engine: sa.Engine, instance: dg.Dagst
     assert webhook.received == []
 
 
+def test_every_forced_open_breaker_is_told_once_per_account_and_episode(
+        engine: sa.Engine, instance: dg.DagsterInstance, resources: dict, webhook: Webhook) -> None:
+    """Two accounts forced open within one cool-down: both are told, each once, naming the fix; forced open
+    again after a reset (a new episode) is told again."""
+    add_account(engine, "alice")
+    add_account(engine, "bob")
+    add_account(engine, "carol")
+    set_breaker(engine, "alice", "forced_open", opened_ago=timedelta(minutes=1), open_until_in=None,
+                reason="auth: 326 locked")
+    set_breaker(engine, "bob", "forced_open", opened_ago=timedelta(minutes=1), open_until_in=None,
+                reason="automation_block: 226")
+    set_breaker(engine, "carol", "closed", opened_ago=None)
+    tick(stuck_work_sensor, instance, resources)
+    tick(stuck_work_sensor, instance, resources)
+    assert len(webhook.received) == 2
+    by_account = {("@alice" in text): text for text in webhook.texts}
+    assert "pipeline login --account alice" in by_account[True]
+    assert "@bob" in by_account[False] and "pipeline breaker reset --account bob" in by_account[False]
+    assert "carol" not in " ".join(webhook.texts)
+    set_breaker(engine, "alice", "forced_open", opened_ago=timedelta(seconds=5), open_until_in=None,
+                reason="auth: 326 locked")  # reset, then forced open again: a new episode
+    tick(stuck_work_sensor, instance, resources)
+    assert len(webhook.received) == 3 and "@alice" in webhook.texts[2]
+
+
 def test_stuck_work_alerts_on_a_long_open_breaker_once(engine: sa.Engine, instance: dg.DagsterInstance,
                                                         resources: dict, webhook: Webhook) -> None:
     add_account(engine, "alice")
-    add_account(engine, "bob")
-    set_breaker(engine, "alice", "forced_open", opened_ago=timedelta(hours=2), open_until_in=None,
-                reason="auth: 326 locked")
-    set_breaker(engine, "bob", "closed", opened_ago=None)
+    set_breaker(engine, "alice", "open", opened_ago=timedelta(hours=2), open_until_in=timedelta(hours=1),
+                reason="weighted failure rate")
     tick(stuck_work_sensor, instance, resources)
     tick(stuck_work_sensor, instance, resources)
     assert len(webhook.received) == 1
-    assert "@alice" in webhook.texts[0] and "forced" in webhook.texts[0]
+    assert "@alice" in webhook.texts[0] and "open for" in webhook.texts[0]
     assert alert_rows(engine)[0]["key"] == "breaker-open:alice"
 
 
