@@ -1,6 +1,9 @@
-"""Metrics: engagement snapshots per posting day (`tweet_metrics`) and their summary (`content_performance`)."""
+"""Metrics: engagement snapshots per posting day (`tweet_metrics`) and their summary (`content_performance`).
 
-from datetime import date
+`content_performance` is a report for people, in its own job (performance_job): planning reads the snapshots
+itself (pipeline.learning), so a failing report never reads as stopped planning."""
+
+from datetime import date, timedelta
 
 import dagster as dg
 
@@ -20,6 +23,8 @@ posting_days = dg.DailyPartitionsDefinition(start_date="2026-01-01", timezone="U
     kinds={"python"},
     deps=[posted_tweets],
     partitions_def=posting_days,
+    # metrics_job runs every 20 minutes: two hours without a snapshot run means metrics have stopped.
+    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=2), warn_window=timedelta(hours=1)),
     description="Engagement snapshots (likes, reposts, replies, views) of the posts of one posting day, read with the browser.",
 )
 def tweet_metrics(context: dg.AssetExecutionContext, database: Database, browser: Browser,

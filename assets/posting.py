@@ -1,5 +1,7 @@
 """Posting: `posted_tweets` reconciles, then posts what is due, per account, through `pipeline.posting`."""
 
+from datetime import timedelta
+
 import dagster as dg
 
 from assets.content import generated_content
@@ -13,6 +15,8 @@ from resources import Alerts, Browser, Database
     group_name="posting",
     kinds={"python"},
     deps=[generated_content],
+    # post_job runs every 5 minutes: 30 minutes without one means posting has stopped (health's backlog limit).
+    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=30), warn_window=timedelta(minutes=15)),
     description=(
         "Tweets posted to X: journal replay and reconciliation of unknown posts first, then every due item per "
         "account until nothing is due, the account's breaker opens or the run's budget is spent."

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-PLAN_JOB, POST_JOB, METRICS_JOB = "plan_job", "post_job", "metrics_job"
+PLAN_JOB, POST_JOB, METRICS_JOB, PERFORMANCE_JOB = "plan_job", "post_job", "metrics_job", "performance_job"
 JOB_TAG = "pipeline/job"  # the run queue limits runs by this tag (dagster.yaml)
 REQUESTED_BY_TAG = "pipeline/requested_by"
 ACTIVE_STATUSES = [

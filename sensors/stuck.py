@@ -40,8 +40,7 @@ def stuck_work_sensor(context: dg.SensorEvaluationContext, database: Database, a
             severity="error" if b["forced"] else "warning",
         )
 
-    # Grace of one lease: a posting run (every 5 min) normally takes these over first.
-    stuck = integrity.stuck_items(engine, lease_s=settings.lease_s, grace_s=settings.lease_s, limit=50)
+    stuck = integrity.stuck_items(engine, lease_s=settings.lease_s, limit=50)
     if stuck.total:
         found.append(f"{stuck.total} stuck items")
         ids = ",".join(str(r["item_id"]) for r in stuck.rows)

@@ -126,9 +126,11 @@ def test_empty_queue_without_accounts_is_quiet(instance: dg.DagsterInstance, res
 # --------------------------------------------------------------------------- plan_health_sensor
 
 
-def fake_plan_run(instance: dg.DagsterInstance, enqueued: int, fail: bool = False,
+def fake_plan_run(instance: dg.DagsterInstance, resources: dict, enqueued: int, fail: bool = False,
                   tags: dict[str, str] | None = None) -> dg.ExecuteInProcessResult:
-    """A real run of a job named plan_job that materialises generated_content with `enqueued` metadata."""
+    """A real run of a job named plan_job that materialises generated_content with `enqueued` metadata and runs
+    the real `plan_produced_content` check."""
+    from assets.checks import plan_produced_content
 
     @dg.asset(name="generated_content")
     def stand_in() -> dg.MaterializeResult:
@@ -136,7 +138,9 @@ def fake_plan_run(instance: dg.DagsterInstance, enqueued: int, fail: bool = Fals
             raise RuntimeError("generator unavailable")
         return dg.MaterializeResult(metadata={"enqueued": enqueued})
 
-    defs = dg.Definitions(assets=[stand_in], jobs=[dg.define_asset_job("plan_job", selection=[stand_in])])
+    defs = dg.Definitions(assets=[stand_in], asset_checks=[plan_produced_content],
+                          jobs=[dg.define_asset_job("plan_job", selection=[stand_in])],
+                          resources={"database": resources["database"]})
     return defs.resolve_job_def("plan_job").execute_in_process(instance=instance, raise_on_error=False, tags=tags)
 
 
@@ -152,9 +156,9 @@ def test_plan_health_quiet_after_a_recent_productive_plan(engine: sa.Engine, ins
                                                           resources: dict, webhook: Webhook) -> None:
     add_account(engine, "alice")
     add_item(engine, "alice", ["queued"], s.QUEUED)
-    assert fake_plan_run(instance, enqueued=3).success
+    assert fake_plan_run(instance, resources, enqueued=3).success
     result = tick(plan_health_sensor, instance, resources)
-    assert result.run_requests == [] and "produced 3" in result.skip_message
+    assert result.run_requests == [] and "produced content" in result.skip_message
     assert webhook.received == []
 
 
@@ -163,7 +167,7 @@ def test_plan_health_stale_plan_alerts_once_and_requests_one_run(
         monkeypatch: pytest.MonkeyPatch) -> None:
     add_account(engine, "alice")
     add_item(engine, "alice", ["queued"], s.QUEUED)
-    run = fake_plan_run(instance, enqueued=2)
+    run = fake_plan_run(instance, resources, enqueued=2)
     later = plan_health_module.utcnow() + timedelta(minutes=181)  # PIPELINE_PLAN_MAX_AGE_MIN is 180
     monkeypatch.setattr(plan_health_module, "utcnow", lambda: later)
 
@@ -178,25 +182,41 @@ def test_plan_health_stale_plan_alerts_once_and_requests_one_run(
 def test_plan_health_only_failed_plans(engine: sa.Engine, instance: dg.DagsterInstance, resources: dict,
                                        webhook: Webhook) -> None:
     add_account(engine, "alice")
-    assert not fake_plan_run(instance, enqueued=0, fail=True).success
+    assert not fake_plan_run(instance, resources, enqueued=0, fail=True).success
     result = tick(plan_health_sensor, instance, resources)
     assert len(result.run_requests) == 1
-    assert "none succeeded" in webhook.texts[0]
+    assert "none planned generated_content" in webhook.texts[0]
+
+
+def test_plan_health_judges_the_asset_not_the_job(engine: sa.Engine, instance: dg.DagsterInstance,
+                                                  resources: dict, webhook: Webhook) -> None:
+    """A failing performance report (another job) after a good plan is not "planning has stopped"."""
+    add_account(engine, "alice")
+    add_item(engine, "alice", ["queued"], s.QUEUED)
+    assert fake_plan_run(instance, resources, enqueued=3).success
+
+    @dg.asset(name="content_performance")
+    def broken_report() -> None:
+        raise RuntimeError("pandas blew up")
+
+    report_job = dg.Definitions(assets=[broken_report], jobs=[dg.define_asset_job("performance_job")])
+    assert not report_job.resolve_job_def("performance_job").execute_in_process(
+        instance=instance, raise_on_error=False).success
+    result = tick(plan_health_sensor, instance, resources)
+    assert result.run_requests == [] and webhook.received == []
 
 
 def test_plan_health_plan_that_produced_nothing(engine: sa.Engine, instance: dg.DagsterInstance,
                                                 resources: dict, webhook: Webhook) -> None:
     add_account(engine, "alice")  # nothing queued at all
-    run = fake_plan_run(instance, enqueued=0)
+    fake_plan_run(instance, resources, enqueued=0)
     result = tick(plan_health_sensor, instance, resources)
-    assert [r.run_key for r in result.run_requests] == [f"plan-health:empty:{run.run_id}"]
+    assert result.run_requests == []  # no hand-made retry: the empty-queue sensor asks for plans
     assert len(webhook.received) == 1 and "Planning produces nothing" in webhook.texts[0]
     assert "@alice" in webhook.texts[0]
 
-    # The retry (tagged by this sensor) also produced nothing: alert stays de-duplicated, no third plan.
-    fake_plan_run(instance, enqueued=0, tags={REQUESTED_BY_TAG: "plan_health_sensor"})
-    result = tick(plan_health_sensor, instance, resources)
-    assert result.run_requests == []
+    fake_plan_run(instance, resources, enqueued=0)  # still nothing: the alert stays de-duplicated
+    tick(plan_health_sensor, instance, resources)
     assert len(webhook.received) == 1
 
 
@@ -204,10 +224,9 @@ def test_plan_health_nothing_produced_but_queue_full_is_fine(engine: sa.Engine, 
                                                              resources: dict, webhook: Webhook) -> None:
     add_account(engine, "alice")
     add_item(engine, "alice", ["still queued"], s.QUEUED)
-    fake_plan_run(instance, enqueued=0)
+    fake_plan_run(instance, resources, enqueued=0)
     assert tick(plan_health_sensor, instance, resources).run_requests == []
     assert webhook.received == []
-
 
 # --------------------------------------------------------------------------- stuck_work_sensor
 
@@ -280,7 +299,8 @@ def test_stuck_work_alerts_on_stuck_items(engine: sa.Engine, instance: dg.Dagste
 # --------------------------------------------------------------------------- run_failure_alert_sensor
 
 
-def failing_run(instance: dg.DagsterInstance, message: str) -> dg.ExecuteInProcessResult:
+def failing_run(instance: dg.DagsterInstance, message: str,
+                tags: dict[str, str] | None = None) -> dg.ExecuteInProcessResult:
     @dg.op
     def click_post() -> None:
         raise RuntimeError(message)
@@ -289,7 +309,7 @@ def failing_run(instance: dg.DagsterInstance, message: str) -> dg.ExecuteInProce
     def post_job() -> None:
         click_post()
 
-    result = post_job.execute_in_process(instance=instance, raise_on_error=False)
+    result = post_job.execute_in_process(instance=instance, raise_on_error=False, tags=tags)
     assert not result.success
     return result
 
@@ -298,7 +318,7 @@ def alert_failure(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResul
     with dg.build_run_status_sensor_context(
         sensor_name="run_failure_alert_sensor",
         dagster_instance=instance,
-        dagster_run=result.dagster_run,
+        dagster_run=instance.get_run_by_id(result.run_id),  # as the daemon reads it: with the retry tags
         dagster_event=result.get_run_failure_event(),
         resources=resources,
     ) as context:
@@ -326,3 +346,16 @@ def test_run_failure_sends_one_webhook_with_the_error(engine: sa.Engine, instanc
     other = failing_run(instance, "database unreachable")
     alert_failure(instance, other, resources)
     assert len(webhook.received) == 2 and "database unreachable" in webhook.texts[1]
+
+
+def test_run_failure_waits_for_the_last_retry(engine: sa.Engine, resources: dict, webhook: Webhook) -> None:
+    """With Dagster's run retries on, a failure that will be re-executed is not alerted; the last one is."""
+    with dg.instance_for_test(overrides={"run_retries": {"enabled": True, "max_retries": 0}}) as instance:
+        first = failing_run(instance, "generator timed out", tags={"dagster/max_retries": "2"})
+        assert instance.get_run_by_id(first.run_id).tags["dagster/will_retry"] == "true"
+        alert_failure(instance, first, resources)
+        assert webhook.received == []
+        last = failing_run(instance, "generator timed out", tags={"dagster/max_retries": "0"})  # no retry left
+        assert instance.get_run_by_id(last.run_id).tags["dagster/will_retry"] == "false"
+        alert_failure(instance, last, resources)
+        assert len(webhook.received) == 1 and "generator timed out" in webhook.texts[0]
