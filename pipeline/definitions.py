@@ -3,6 +3,8 @@
     generated_content ──> posted_tweets ──> tweet_metrics[day] ──> content_performance
       (plan_job, hourly)    (post_job, every 5 min)  (metrics_job, every 20 min)  (performance_job, hourly at :45)
 
+    canary_job (hourly at :30): loads X's pages without posting and alerts `ui_changed` naming a missing selector.
+
 Planning weights topics from the metrics snapshots itself (pipeline.learning); content_performance is the report
 for people, in its own job, so a failing report never reads as stopped planning. Freshness policies on the first
 three assets say when each is stale; plan health is judged on generated_content (sensors/plan_health.py).
@@ -32,6 +34,7 @@ from assets.content import generated_content
 from assets.metrics import content_performance, posting_days, tweet_metrics
 from assets.posting import posted_tweets
 from resources import Alerts, Browser, Database, Generator
+from sensors.canary import canary_job, canary_schedule
 from sensors.common import JOB_TAG, METRICS_JOB, PERFORMANCE_JOB, PLAN_JOB, POST_JOB
 from sensors.plan_health import plan_health_sensor
 from sensors.queue import empty_queue_sensor
@@ -123,8 +126,8 @@ defs = dg.Definitions(
     assets=[generated_content, posted_tweets, tweet_metrics, content_performance],
     asset_checks=[no_duplicate_posts, no_missing_tweet_ids, no_stuck_items, content_within_limits,
                   plan_produced_content],
-    jobs=[plan_job, post_job, metrics_job, performance_job],
-    schedules=[plan_schedule, post_schedule, metrics_schedule, performance_schedule],
+    jobs=[plan_job, post_job, metrics_job, performance_job, canary_job],
+    schedules=[plan_schedule, post_schedule, metrics_schedule, performance_schedule, canary_schedule],
     sensors=[empty_queue_sensor, plan_health_sensor, run_failure_alert_sensor, stuck_work_sensor],
     resources=resources,
 )

@@ -71,6 +71,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("metrics_ages", str, "1h,24h,7d", "Ages at which a post's engagement is snapshotted"),
     Setting("metrics_per_run", int, 20, "Most posts one metrics run reads"),
     Setting("daemon_max_heartbeat_age_s", int, 90, "Health calls a Dagster daemon down when its heartbeat (every 30 s) is older than this"),
+    Setting("canary_timeout_s", float, 10.0, "The canary waits this long for each selector before reporting it missing"),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

@@ -32,9 +32,9 @@ CHECKS = {
     ("posted_tweets", "no_stuck_items"), ("generated_content", "content_within_limits"),
     ("generated_content", "plan_produced_content"),
 }
-JOBS = {"plan_job", "post_job", "metrics_job", "performance_job"}
+JOBS = {"plan_job", "post_job", "metrics_job", "performance_job", "canary_job"}
 SCHEDULES = {"plan_schedule": "0 * * * *", "post_schedule": "*/5 * * * *", "metrics_schedule": "*/20 * * * *",
-             "performance_schedule": "45 * * * *"}
+             "performance_schedule": "45 * * * *", "canary_schedule": "30 * * * *"}
 REPO = defs.get_repository_def()
 SENSORS = {"empty_queue_sensor", "plan_health_sensor", "run_failure_alert_sensor", "stuck_work_sensor"}
 
