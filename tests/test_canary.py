@@ -3,6 +3,10 @@ the selector under the sandbox's `ui_drift` fault, and nothing ever posted."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from pipeline import queue
@@ -42,3 +46,20 @@ def test_logged_out_session_is_reported_not_alerted_as_a_page_change(world: Worl
     [bob] = report.accounts
     assert bob.misses == [] and "logged out" in (bob.error or "")
     assert world.alerts.sent == []
+
+
+def test_cli_canary_exit_codes(world: World) -> None:
+    """`pipeline canary`: 0 on the sandbox as it is, 1 under ui_drift (naming the selector), 2 for an unknown account."""
+    env = {**os.environ, "PIPELINE_DATABASE_URL": world.settings.database_url, "PIPELINE_X_BASE_URL": world.sandbox.url,
+           "PIPELINE_STATE_DIR": str(world.state_dir)}
+    pipeline = str(Path(sys.executable).parent / "pipeline")
+    ok = subprocess.run([pipeline, "canary"], env=env, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    world.sandbox.set_faults({"ui_drift": {"p": 1.0}})
+    drift = subprocess.run([pipeline, "canary", "--json"], env=env, capture_output=True, text=True, timeout=120)
+    assert drift.returncode == 1, drift.stdout + drift.stderr
+    [alice] = json.loads(drift.stdout)["accounts"]
+    assert alice["misses"][0]["check"] == "composer:post_button"
+    unknown = subprocess.run([pipeline, "canary", "--account", "nobody"], env=env, capture_output=True, text=True,
+                             timeout=120)
+    assert unknown.returncode == 2 and "no account @nobody" in unknown.stderr
