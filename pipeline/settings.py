@@ -72,6 +72,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("metrics_per_run", int, 20, "Most posts one metrics run reads"),
     Setting("daemon_max_heartbeat_age_s", int, 90, "Health calls a Dagster daemon down when its heartbeat (every 30 s) is older than this"),
     Setting("canary_timeout_s", float, 10.0, "The canary waits this long for each selector before reporting it missing"),
+    Setting("sensor_interval_s", int, 60, "How often the alerting sensors run (plan health, empty queue, stuck work, run failure)"),
+    Setting("empty_queue_alert_after_s", int, 600, "The empty-queue sensor alerts when a queue stays below target this long despite plan runs"),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -166,6 +168,7 @@ _VALIDATORS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("post_timeout_s", lambda v: v > 0, "must be a positive number of seconds"),
     ("nav_timeout_s", lambda v: v > 0, "must be a positive number of seconds"),
     ("lease_s", lambda v: v > 0, "must be a positive number of seconds"),
+    ("sensor_interval_s", lambda v: v >= 5, "must be at least 5 seconds"),
     ("db_pool_size", lambda v: v >= 1, "must be at least 1"),
     ("db_max_overflow", lambda v: v >= 0, "must be 0 or more"),
     ("run_budget", lambda v: v >= 1, "must be at least 1"),

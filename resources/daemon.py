@@ -16,15 +16,18 @@ from typing import Any
 import dagster as dg
 
 
-def daemon_statuses() -> dict[str, Any]:
-    """{"daemons": [...]} for every daemon the instance requires, or {"error": ...} when it cannot be read."""
-    if not os.environ.get("DAGSTER_HOME"):
-        return {"error": "DAGSTER_HOME is not set: point it at the directory holding dagster.yaml "
-                         "(see README, Production)"}
+def daemon_statuses(instance: dg.DagsterInstance | None = None) -> dict[str, Any]:
+    """{"daemons": [...]} for every daemon the instance requires, or {"error": ...} when it cannot be read.
+    Without `instance`, the one DAGSTER_HOME names."""
+    if instance is None:
+        if not os.environ.get("DAGSTER_HOME"):
+            return {"error": "DAGSTER_HOME is not set: point it at the directory holding dagster.yaml "
+                             "(see README, Production)"}
+        with dg.DagsterInstance.get() as home_instance:
+            return daemon_statuses(home_instance)
     now = time.time()
-    with dg.DagsterInstance.get() as instance:
-        statuses = instance.get_daemon_statuses()
-        beats = instance.get_daemon_heartbeats()
+    statuses = instance.get_daemon_statuses()
+    beats = instance.get_daemon_heartbeats()
     daemons = []
     for daemon_type, status in sorted(statuses.items()):
         if not status.required:

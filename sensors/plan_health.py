@@ -13,7 +13,7 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from assets.checks import PLAN_PRODUCED_CONTENT
 from pipeline.settings import load_settings
 from resources import Alerts
-from sensors.common import PLAN_JOB, active_run, ever_ran, sensor_tags, utcnow
+from sensors.common import PLAN_JOB, SENSOR_INTERVAL_S, active_run, ever_ran, sensor_tags, utcnow
 
 NAME = "plan_health_sensor"
 CONTENT = dg.AssetKey("generated_content")
@@ -38,7 +38,7 @@ def failed_produced_check(instance: dg.DagsterInstance, run_id: str) -> dict | N
 @dg.sensor(
     name=NAME,
     job_name=PLAN_JOB,
-    minimum_interval_seconds=120,
+    minimum_interval_seconds=SENSOR_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="generated_content older than PIPELINE_PLAN_MAX_AGE_MIN, or its plan_produced_content check failed.",
 )

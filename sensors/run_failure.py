@@ -11,6 +11,7 @@ import re
 import dagster as dg
 
 from resources import Alerts
+from sensors.common import SENSOR_INTERVAL_S
 
 WILL_RETRY_TAG = "dagster/will_retry"
 
@@ -43,6 +44,7 @@ def will_retry(run: dg.DagsterRun) -> bool:
 
 @dg.run_failure_sensor(
     name="run_failure_alert_sensor",
+    minimum_interval_seconds=SENSOR_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Alerts (webhook, log, alerts table) on every failed run of this code location.",
 )

@@ -8,13 +8,14 @@ from pipeline.alerts import tell_forced_open
 from pipeline.breaker import Breaker
 from pipeline.settings import load_settings
 from resources import Alerts, Database
+from sensors.common import SENSOR_INTERVAL_S
 
 BREAKER_ALERT_AFTER_S = 3600
 
 
 @dg.sensor(
     name="stuck_work_sensor",
-    minimum_interval_seconds=120,
+    minimum_interval_seconds=SENSOR_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Alerts on breakers forced open (once per account and episode), open longer than an hour, and on items stuck in claimed/posting/unknown past the lease.",
 )

@@ -36,7 +36,8 @@ JOBS = {"plan_job", "post_job", "metrics_job", "performance_job", "canary_job"}
 SCHEDULES = {"plan_schedule": "0 * * * *", "post_schedule": "*/5 * * * *", "metrics_schedule": "*/20 * * * *",
              "performance_schedule": "45 * * * *", "canary_schedule": "30 * * * *"}
 REPO = defs.get_repository_def()
-SENSORS = {"empty_queue_sensor", "plan_health_sensor", "run_failure_alert_sensor", "stuck_work_sensor"}
+SENSORS = {"empty_queue_sensor", "plan_health_sensor", "run_failure_alert_sensor", "stuck_work_sensor",
+           "daemon_health_sensor"}
 
 
 @pytest.fixture

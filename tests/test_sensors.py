@@ -18,7 +18,7 @@ from resources import Alerts, Database
 from sensors import plan_health as plan_health_module
 from sensors.common import REQUESTED_BY_TAG
 from sensors.plan_health import plan_health_sensor
-from sensors.queue import ALERT_AFTER_S, empty_queue_sensor
+from sensors.queue import empty_queue_sensor
 from sensors.run_failure import run_failure_alert_sensor
 from sensors.stuck import stuck_work_sensor
 from tests.dagster_helpers import (
@@ -70,8 +70,8 @@ def test_empty_queue_requests_a_plan_then_alerts_once_if_it_stays_empty(
     assert webhook.received == []  # the requested plan usually fixes it: no alert yet
     since = json.loads(first.cursor)["since"]
 
-    # Still short ALERT_AFTER_S later (the plan did not help): one alert...
-    later = json.dumps({"since": since - ALERT_AFTER_S - 1})
+    # Still short PIPELINE_EMPTY_QUEUE_ALERT_AFTER_S later (the plan did not help): one alert...
+    later = json.dumps({"since": since - 601})  # the default is 600 s
     second = tick(empty_queue_sensor, instance, resources, cursor=later)
     assert [r.run_key for r in second.run_requests] == [request.run_key]  # same bucket: no second plan
     assert len(webhook.received) == 1
@@ -359,3 +359,22 @@ def test_run_failure_waits_for_the_last_retry(engine: sa.Engine, resources: dict
         assert instance.get_run_by_id(last.run_id).tags["dagster/will_retry"] == "false"
         alert_failure(instance, last, resources)
         assert len(webhook.received) == 1 and "generator timed out" in webhook.texts[0]
+
+
+def test_daemon_health_names_the_daemon_that_stopped(engine: sa.Engine, instance: dg.DagsterInstance,
+                                                     resources: dict, webhook: Webhook) -> None:
+    """The scheduler's heartbeat is 10 minutes old while the others beat: one alert naming SCHEDULER."""
+    import time
+
+    from dagster._daemon.types import DaemonHeartbeat
+
+    from sensors.daemons import daemon_health_sensor
+
+    for daemon_type in instance.get_required_daemon_types():
+        age = 600 if daemon_type == "SCHEDULER" else 1
+        instance.add_daemon_heartbeat(DaemonHeartbeat(time.time() - age, daemon_type, None, None))
+    result = tick(daemon_health_sensor, instance, resources)
+    assert "SCHEDULER" in result.skip_message
+    tick(daemon_health_sensor, instance, resources)
+    assert len(webhook.received) == 1
+    assert "SCHEDULER is down" in webhook.texts[0] and "schedules" in webhook.texts[0]
