@@ -35,8 +35,8 @@ from assets.metrics import content_performance, posting_days, tweet_metrics
 from assets.posting import posted_tweets
 from resources import Alerts, Browser, Database, Generator
 from sensors.canary import canary_job, canary_schedule
-from sensors.common import JOB_TAG
-from sensors.daemons import METRICS_JOB, PERFORMANCE_JOB, PLAN_JOB, POST_JOB, daemon_health_sensor
+from sensors.common import JOB_TAG, METRICS_JOB, PERFORMANCE_JOB, PLAN_JOB, POST_JOB
+from sensors.daemons import daemon_health_sensor
 from sensors.plan_health import plan_health_sensor
 from sensors.queue import empty_queue_sensor
 from sensors.run_failure import run_failure_alert_sensor
