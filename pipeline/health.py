@@ -122,6 +122,12 @@ def _jobs(report: HealthReport, engine: Engine, settings: Settings, now: datetim
                    f"(allowed {settings.plan_max_age_min} min): planning has stopped", plan_age)
     else:
         report.add("last_plan", OK, f"{plan_age / 60:.0f} min ago", plan_age)
+    for job in (jobruns.PLAN, jobruns.POST):
+        last = jobruns.last_run(engine, job)
+        if last is not None and not last["ok"]:
+            error = (last.get("detail") or {}).get("error", "no error recorded")
+            report.add(f"{job}_failing", DEGRADED, f"the last {job} run failed {_age_s(now, last['finished_at']) / 60:.0f} "
+                       f"min ago: {error} (see the run-failure alert; plan runs are retried by Dagster)", error)
     post_age = _age_s(now, jobruns.last_success(engine, "post"))
     report.add("last_post_run", OK if post_age is not None else DEGRADED,
                f"{post_age / 60:.0f} min ago" if post_age is not None else "no successful post run recorded yet",

@@ -147,3 +147,13 @@ def test_cli_health_json_and_exit_code(tmp_path: Path) -> None:
     assert "no Dagster daemon heartbeat" in out.stdout
     out = run("health", "--no-daemon", env=env)
     assert out.returncode == 1 and "no accounts registered" in out.stdout
+
+
+def test_a_failed_last_plan_run_is_degraded_until_one_succeeds(healthy: tuple[Settings, sa.Engine]) -> None:
+    settings, engine = healthy
+    jobruns.record(engine, jobruns.PLAN, False, 0, {"error": "DraftsLibraryError: drafts folder /x does not exist"})
+    report = check_health(settings, BEATING, engine=engine)
+    assert report.exit_code == 1 and "plan_failing" in names(report, "degraded")
+    assert "drafts folder /x does not exist" in report.render()
+    jobruns.record(engine, jobruns.PLAN, True, 3)
+    assert check_health(settings, BEATING, engine=engine).exit_code == 0

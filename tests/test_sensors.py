@@ -378,3 +378,31 @@ def test_daemon_health_names_the_daemon_that_stopped(engine: sa.Engine, instance
     tick(daemon_health_sensor, instance, resources)
     assert len(webhook.received) == 1
     assert "SCHEDULER is down" in webhook.texts[0] and "schedules" in webhook.texts[0]
+
+
+def test_check_sensor_and_health_agree_on_stuck(engine: sa.Engine, db_url: str, instance: dg.DagsterInstance,
+                                                resources: dict, webhook: Webhook, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """One definition of stuck: the item just past its lease is stuck for none of them, the one past two leases
+    for all three."""
+    from assets.checks import no_stuck_items
+    from pipeline.daemons import DaemonProbe
+    from pipeline.health import check_health
+    from pipeline.settings import load_settings
+
+    add_account(engine, "alice")
+    with engine.connect() as conn:
+        now = db_now(conn)
+    add_item(engine, "alice", ["lease just ran out"], s.POSTING, lease_expires_at=now - timedelta(minutes=1))
+    assert no_stuck_items(database=resources["database"]).passed
+    assert "stuck" not in {f.name for f in check_health(load_settings(env={"PIPELINE_DATABASE_URL": db_url,
+                                                                            "PIPELINE_STATE_DIR": str(tmp_path)}),
+                                                        DaemonProbe.beating(), engine=engine).findings}
+    assert "no open breakers or stuck items" in tick(stuck_work_sensor, instance, resources).skip_message
+
+    dead = add_item(engine, "alice", ["worker died"], s.POSTING, lease_expires_at=now - timedelta(minutes=6))
+    assert not no_stuck_items(database=resources["database"]).passed
+    report = check_health(load_settings(env={"PIPELINE_DATABASE_URL": db_url, "PIPELINE_STATE_DIR": str(tmp_path)}),
+                          DaemonProbe.beating(), engine=engine)
+    assert {f.name: f.value for f in report.findings}["stuck"] == 1
+    assert "1 stuck items" in tick(stuck_work_sensor, instance, resources).skip_message
+    assert f"| {dead} |" in webhook.texts[0]
