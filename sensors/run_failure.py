@@ -54,5 +54,10 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: Alerts
         return
     signature, body = failure_summary(context)
     job = context.dagster_run.job_name
+    retries = context.dagster_run.tags.get("dagster/retry_number")
+    body += ((f"\n(after {retries} retries by Dagster)" if retries else "")
+             + "\nTo fix: read the error above and the run's log in the Dagster UI (Runs, then this run id); fix the "
+               "cause, then re-execute the run from the UI or wait for the next scheduled run. `pipeline health` "
+               "shows what is affected.")
     alerts.sink(context.log).send(key=f"run-failure:{job}:{signature}", title=f"Dagster run failed: {job}",
                                   body=body, severity="error")
