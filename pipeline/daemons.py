@@ -35,9 +35,10 @@ class DaemonState:
     errors: list[str] = field(default_factory=list)
 
     def down(self, max_age_s: float) -> bool:
-        """Down: never beat, beat too long ago, or its last heartbeat carried errors. Dagster's own
-        liveness check tolerates 30 min of silence; ours is the daemon_max_heartbeat_age_s setting."""
-        return self.heartbeat_age_s is None or self.heartbeat_age_s > max_age_s or bool(self.errors)
+        """Down: never beat, or beat too long ago. Errors in a fresh heartbeat (a sensor that raised in the last
+        5 min) do not make it down, as for `dagster-daemon liveness-check`; health reports them as degraded.
+        Dagster tolerates 30 min of silence; ours is the daemon_max_heartbeat_age_s setting."""
+        return self.heartbeat_age_s is None or self.heartbeat_age_s > max_age_s
 
 
 @dataclass(frozen=True)

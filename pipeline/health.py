@@ -190,11 +190,12 @@ def _daemons(report: HealthReport, probe: DaemonProbe, expected: bool, max_age_s
         stops = WHAT_IT_RUNS.get(d.daemon_type, "its work does not happen")
         if d.heartbeat_age_s is None:
             report.add(name, UNHEALTHY, f"never sent a heartbeat: {stops}; restart `dagster-daemon run`", None)
-        elif d.errors:
-            report.add(name, UNHEALTHY, f"heartbeat {d.heartbeat_age_s:.0f} s ago with errors: {d.errors[0]}; "
-                       f"{stops} (see `dagster-daemon debug heartbeat-dump`)", d.heartbeat_age_s)
         elif d.down(max_age_s):
             report.add(name, UNHEALTHY, f"last heartbeat {d.heartbeat_age_s:.0f} s ago: this daemon has stopped "
                        f"(limit {max_age_s:.0f} s), {stops}; restart `dagster-daemon run`", d.heartbeat_age_s)
+        elif d.errors:
+            report.add(name, DEGRADED, f"alive (heartbeat {d.heartbeat_age_s:.0f} s ago) but reported errors in the "
+                       f"last 5 min: {d.errors[0]} (see `dagster-daemon debug heartbeat-dump` and the daemon log)",
+                       d.heartbeat_age_s)
         else:
             report.add(name, OK, f"heartbeat {d.heartbeat_age_s:.0f} s ago", d.heartbeat_age_s)
