@@ -1,7 +1,8 @@
 """Asset checks: indexed SQL through the Database resource (never loading partitions), offending rows in metadata.
 
 ERROR + blocking: `no_duplicate_posts`, `no_missing_tweet_ids` (a failure fails the post run, which the run-failure
-sensor turns into an alert). WARN: `no_stuck_items`, `content_within_limits`.
+sensor turns into an alert). ERROR: `plan_produced_content` (the plan-health sensor alerts on it). WARN:
+`no_stuck_items`, `content_within_limits`.
 """
 
 import dagster as dg
@@ -65,4 +66,27 @@ def content_within_limits(database: Database) -> dg.AssetCheckResult:
     return _result(found, dg.AssetCheckSeverity.WARN, "items_over_limit")
 
 
-all_checks = [no_duplicate_posts, no_missing_tweet_ids, no_stuck_items, content_within_limits]
+PLAN_PRODUCED_CONTENT = "plan_produced_content"
+
+
+@dg.asset_check(asset=generated_content, name=PLAN_PRODUCED_CONTENT,
+                description="The latest plan enqueued something, or every account still has something queued.")
+def plan_produced_content(context: dg.AssetCheckExecutionContext, database: Database) -> dg.AssetCheckResult:
+    event = context.instance.get_latest_materialization_event(generated_content.key)
+    materialization = event.asset_materialization if event else None
+    value = materialization.metadata.get("enqueued") if materialization else None
+    enqueued = int(getattr(value, "value", value)) if value is not None else None
+    empty = integrity.accounts_without_queue(database.engine)
+    passed = not (enqueued == 0 and empty)
+    return dg.AssetCheckResult(
+        passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(f"plan enqueued {enqueued} items" if passed else
+                     f"the plan enqueued 0 items and {', '.join('@' + a for a in empty)} have nothing queued"),
+        metadata={"enqueued": dg.MetadataValue.int(enqueued if enqueued is not None else -1),
+                  "accounts_without_queue": dg.MetadataValue.json(empty),
+                  "run_id": dg.MetadataValue.text(event.run_id if event else "")},
+    )
+
+
+all_checks = [no_duplicate_posts, no_missing_tweet_ids, no_stuck_items, content_within_limits, plan_produced_content]

@@ -1,5 +1,7 @@
 """Planning: `generated_content` fills the queue for the next window through `pipeline.planning.plan`."""
 
+from datetime import timedelta
+
 import dagster as dg
 
 from assets.metadata import queue_metadata, report_dict
@@ -11,6 +13,9 @@ from resources import Database, Generator
 @dg.asset(
     group_name="content",
     kinds={"python"},
+    # Stale when no plan materialised it within PIPELINE_PLAN_MAX_AGE_MIN (the plan-health sensor and
+    # `pipeline health` judge the same asset against the same limit).
+    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=load_settings().plan_max_age_min)),
     description="Queued content items for the next planning window (planner + generator, weighted by what performed).",
 )
 def generated_content(context: dg.AssetExecutionContext, database: Database, generator: Generator) -> dg.MaterializeResult:

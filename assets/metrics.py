@@ -1,7 +1,10 @@
-"""Metrics: engagement snapshots per posting day (`tweet_metrics`) and their summary (`content_performance`)."""
+"""Metrics: engagement snapshots per posting day (`tweet_metrics`) and their summary (`content_performance`).
+
+`content_performance` is a report for people, in its own job (performance_job): planning reads the snapshots
+itself (pipeline.learning), so a failing report never reads as stopped planning."""
 
 from collections import Counter
-from datetime import date
+from datetime import date, timedelta
 
 import dagster as dg
 
@@ -25,6 +28,8 @@ posting_days = dg.DailyPartitionsDefinition(start_date="2026-01-01", timezone="U
     # A backfill of many days is one run: one process, one browser, the days read one after another.
     backfill_policy=dg.BackfillPolicy.single_run(),
     description="Engagement snapshots (likes, reposts, replies, views) of the posts of each posting day, read with the browser.",
+    # metrics_job runs every 20 minutes: two hours without a snapshot run means metrics have stopped.
+    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=2), warn_window=timedelta(hours=1)),
 )
 def tweet_metrics(context: dg.AssetExecutionContext, database: Database, browser: Browser,
                   alerts: Alerts) -> dg.MaterializeResult:

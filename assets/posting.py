@@ -1,5 +1,7 @@
 """Posting: `posted_tweets` reconciles, then posts what is due, per account, through `pipeline.posting`."""
 
+from datetime import timedelta
+
 import dagster as dg
 
 from assets.content import generated_content
@@ -19,6 +21,9 @@ BROWSER_POOL = "x_browser"
     kinds={"python"},
     deps=[generated_content],
     pool=BROWSER_POOL,
+    # Dispatched runs post only when something is due; the planner keeps items due within its window (60 min by
+    # default), so three hours without a posting run means posting has stopped.
+    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=3), warn_window=timedelta(hours=1)),
     description=(
         "Tweets posted to X: journal replay and reconciliation of unknown posts first, then every due item per "
         "account until nothing is due, the account's breaker opens or the run's budget is spent. A run tagged "

@@ -140,7 +140,8 @@ class SideRunner:
             trips = dict(conn.execute(sa.text(
                 "SELECT to_state, count(*) FROM breaker_transitions GROUP BY to_state")).all())
         return {"recorded_via": via, "attempt_outcomes": outcomes, "breaker_transitions": trips,
-                "auth_alerts": sum(1 for k in alerts if k.startswith("auth:")), "alerts": len(alerts),
+                "auth_alerts": sum(1 for k in alerts if k.startswith("breaker-forced:") and ":auth:" in k),
+                "alerts": len(alerts),
                 "journal_pending_at_end": self.journal_pending()}
 
     def connection_bound(self) -> int:

@@ -132,3 +132,41 @@ def recent_alerts(engine: Engine, limit: int = 50, key_prefix: str | None = None
         if key_prefix:
             query = query.where(s.alerts.c.key.startswith(key_prefix, autoescape=True))
         return [dict(r._mapping) for r in conn.execute(query)]
+
+
+# ---------------------------------------------------------------------- forced-open breakers
+
+_FORCED_OPEN_FIX = {
+    "auth": "the session expired or was logged out: run `pipeline login --account {a}`, then "
+            "`pipeline breaker reset --account {a}` (a posting run also closes it once the session works)",
+    "automation_block": "X suspects automation: open x.com as @{a} in a normal browser, clear the challenge or "
+                        "warning, then `pipeline breaker reset --account {a}`",
+}
+_FORCED_OPEN_FIX_OTHER = "find out why (`pipeline breaker status`), fix it, then `pipeline breaker reset --account {a}`"
+
+
+def forced_open_reason_class(reason: str | None) -> str:
+    """The error class a forced-open reason starts with ("auth: ...; needs a human" -> "auth")."""
+    head = (reason or "forced open").split(":", 1)[0].split(";", 1)[0].strip()
+    return head.replace(" ", "_")[:40] or "forced_open"
+
+
+def tell_forced_open(sink: AlertSink | Any, breakers: list[dict[str, Any]]) -> list[str]:
+    """Alert once per forced-open episode of each account: the key names account, reason and when it opened,
+    so a second account (or the same account forced open again after a reset) is always told, while the same
+    episode is re-sent only as a reminder after the cool-down. Returns the accounts alerted now."""
+    told: list[str] = []
+    for b in breakers:
+        if b.get("state") != "forced_open":
+            continue
+        account, reason_class = b["account"], forced_open_reason_class(b.get("reason"))
+        opened = b.get("opened_at")
+        opened_key = opened.isoformat() if hasattr(opened, "isoformat") else str(opened)
+        fix = _FORCED_OPEN_FIX.get(reason_class, _FORCED_OPEN_FIX_OTHER).format(a=account)
+        if sink.send(key=f"breaker-forced:{account}:{reason_class}:{opened_key}",
+                     title=f"@{account}: posting stopped ({reason_class}), needs a human",
+                     body=f"The breaker for @{account} is forced open since {opened_key}: {b.get('reason')}. "
+                          f"Nothing is posted for @{account} until it is reset. To fix: {fix}.",
+                     severity="critical" if reason_class in _FORCED_OPEN_FIX else "error"):
+            told.append(account)
+    return told

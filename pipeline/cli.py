@@ -271,11 +271,12 @@ def cmd_login(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.daemons import DaemonProbe, probe_daemons
     from pipeline.health import UNHEALTHY, HealthReport, check_health
-    from resources.daemon import daemon_heartbeat_age_s
 
     try:
-        report = check_health(settings, daemon_heartbeat_age_s(), daemon_expected=not args.no_daemon)
+        probe = DaemonProbe() if args.no_daemon else probe_daemons()
+        report = check_health(settings, probe, daemon_expected=not args.no_daemon)
     except Exception as exc:  # noqa: BLE001 - a probe that cannot finish is itself a finding
         logging.getLogger("pipeline").debug("health check failed", exc_info=True)
         report = HealthReport()
@@ -285,6 +286,23 @@ def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(report.render())
     return report.exit_code
+
+
+def cmd_canary(args: argparse.Namespace, settings: Settings) -> int:
+    """Check X's pages for every selector the client needs, without posting; exit 1 when one is missing."""
+    from pipeline.alerts import AlertSink
+    from pipeline.browser import BrowserSession
+    from pipeline.canary import run_canary
+
+    engine = _engine(settings)
+    sink = AlertSink(engine, webhook_url=settings.alert_webhook_url, cooldown_s=settings.alert_cooldown_s)
+    with BrowserSession(settings.browser_executable, settings.headless, settings.nav_timeout_s) as browser:
+        try:
+            report = run_canary(engine, settings, browser, alerts=sink, accounts=[args.account] if args.account else None)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+    print(json.dumps(report.as_json(), indent=2, default=str) if args.json else report.render())
+    return EXIT_OK if report.ok else EXIT_FAILURE
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -398,6 +416,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("health", cmd_health, "liveness probe: exit 0 healthy, 1 degraded, 2 unhealthy")
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-daemon", action="store_true", help="do not require a Dagster daemon heartbeat")
+
+    p = add("canary", cmd_canary, "load composer, timeline and a status page per account (never posts) and check "
+            "every selector the X client needs; exit 1 and a ui_changed alert when one is missing")
+    p.add_argument("--account")
+    p.add_argument("--json", action="store_true")
 
     p = add("demo", cmd_demo, "run plan, post, metrics and performance once against a local sandbox")
     p.add_argument("--accounts", type=int, default=2)

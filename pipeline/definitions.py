@@ -1,8 +1,14 @@
 """The map of the system: every asset, check, job, schedule, sensor and resource Dagster runs.
 
     generated_content ──> posted_tweets ──> tweet_metrics[day] ──> content_performance
-      (plan_job, hourly)    (post_job per account,   (metrics_job, every 20 min)  (plan_job: feeds planning's weights)
+      (plan_job, hourly)    (post_job per account,   (metrics_job, every 20 min)  (performance_job, hourly at :45)
                            dispatched when due)
+
+    canary_job (hourly at :30): loads X's pages without posting and alerts `ui_changed` naming a missing selector.
+
+Planning weights topics from the metrics snapshots itself (pipeline.learning); content_performance is the report
+for people, in its own job, so a failing report never reads as stopped planning. Freshness policies on the first
+three assets say when each is stale; plan health is judged on generated_content (sensors/plan_health.py).
 
 This is the only module in pipeline/ that imports Dagster. The assets, checks, sensors and resources are thin
 (assets/, sensors/, resources/); the work happens in the plain-Python core they call.
@@ -18,12 +24,20 @@ import os
 
 import dagster as dg
 
-from assets.checks import content_within_limits, no_duplicate_posts, no_missing_tweet_ids, no_stuck_items
+from assets.checks import (
+    content_within_limits,
+    no_duplicate_posts,
+    no_missing_tweet_ids,
+    no_stuck_items,
+    plan_produced_content,
+)
 from assets.content import generated_content
 from assets.metrics import content_performance, posting_days, tweet_metrics
 from assets.posting import posted_tweets
 from resources import Alerts, Browser, Database, Generator
-from sensors.common import JOB_TAG, METRICS_JOB, PLAN_JOB, POST_JOB
+from sensors.canary import canary_job, canary_schedule
+from sensors.common import JOB_TAG, METRICS_JOB, PERFORMANCE_JOB, PLAN_JOB, POST_JOB
+from sensors.daemons import daemon_health_sensor
 from sensors.dispatch import dispatch_sensor
 from sensors.plan_health import plan_health_sensor
 from sensors.queue import empty_queue_sensor
@@ -37,11 +51,20 @@ from sensors.stuck import stuck_work_sensor
 # (dispatch_sensor tags pipeline/account=<handle>; the run queue allows one per account, the account lease in
 # pipeline/dispatch.py covers every other launch path); dagster/max_runtime lets run monitoring fail a hung run.
 
+# A failed plan run is retried by Dagster's run retries (dagster.yaml run_retries; the daemon re-executes it),
+# twice; the run-failure alert skips a failure that will be retried.
 plan_job = dg.define_asset_job(
     PLAN_JOB,
-    selection=dg.AssetSelection.assets(generated_content, content_performance),
-    tags={JOB_TAG: "plan", "dagster/max_runtime": "1800"},
-    description="Refresh the performance summary and fill the queue for the next planning window.",
+    selection=dg.AssetSelection.assets(generated_content),
+    tags={JOB_TAG: "plan", "dagster/max_runtime": "1800", "dagster/max_retries": "2"},
+    description="Fill the queue for the next planning window; its check says when a plan produced nothing.",
+)
+
+performance_job = dg.define_asset_job(
+    PERFORMANCE_JOB,
+    selection=dg.AssetSelection.assets(content_performance),
+    tags={JOB_TAG: "performance", "dagster/max_runtime": "1800"},
+    description="Refresh the performance report (engagement per topic and format) from the metrics snapshots.",
 )
 
 post_job = dg.define_asset_job(
@@ -71,6 +94,15 @@ plan_schedule = dg.ScheduleDefinition(
     description="Plan every hour (the empty-queue sensor plans sooner when the queue runs low).",
 )
 
+performance_schedule = dg.ScheduleDefinition(
+    name="performance_schedule",
+    job=performance_job,
+    cron_schedule="45 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Refresh the performance report every hour.",
+)
+
 # ---------------------------------------------------------------- resources
 
 
@@ -93,10 +125,12 @@ resources = {
 
 defs = dg.Definitions(
     assets=[generated_content, posted_tweets, tweet_metrics, content_performance],
-    asset_checks=[no_duplicate_posts, no_missing_tweet_ids, no_stuck_items, content_within_limits],
-    jobs=[plan_job, post_job, metrics_job],
-    schedules=[plan_schedule, metrics_schedule],
-    sensors=[dispatch_sensor, empty_queue_sensor, plan_health_sensor, run_failure_alert_sensor, stuck_work_sensor],
+    asset_checks=[no_duplicate_posts, no_missing_tweet_ids, no_stuck_items, content_within_limits,
+                  plan_produced_content],
+    jobs=[plan_job, post_job, metrics_job, performance_job, canary_job],
+    schedules=[plan_schedule, metrics_schedule, performance_schedule, canary_schedule],
+    sensors=[dispatch_sensor, empty_queue_sensor, plan_health_sensor, run_failure_alert_sensor, stuck_work_sensor,
+             daemon_health_sensor],
     resources=resources,
     executor=dg.in_process_executor,
 )

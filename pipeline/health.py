@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 
 from pipeline import integrity, jobruns, queue
 from pipeline import schema as s
+from pipeline.daemons import WHAT_IT_RUNS, DaemonProbe
 from pipeline.db import DatabaseError, db_now, get_engine
 from pipeline.migrate import require_schema
 from pipeline.posting import journal_for
@@ -24,7 +25,6 @@ from pipeline.settings import Settings
 
 OK, DEGRADED, UNHEALTHY = "ok", "degraded", "unhealthy"
 _RANK = {OK: 0, DEGRADED: 1, UNHEALTHY: 2}
-DAEMON_HEARTBEAT_MAX_AGE_S = 120.0
 POST_BACKLOG_MAX_S = 1800.0  # due items waiting longer than this mean posting has stopped
 
 
@@ -66,9 +66,9 @@ def _age_s(now: datetime, then: datetime | None) -> float | None:
     return None if then is None else max(0.0, (now - then).total_seconds())
 
 
-def check_health(settings: Settings, daemon_heartbeat_age_s: float | None = None, daemon_expected: bool = True,
+def check_health(settings: Settings, daemons: DaemonProbe | None = None, daemon_expected: bool = True,
                  engine: Engine | None = None) -> HealthReport:
-    """Every check, graded. `daemon_heartbeat_age_s` is None when no daemon has ever sent one."""
+    """Every check, graded. `daemons` is the per-daemon probe (pipeline.daemons.probe_daemons)."""
     report = HealthReport()
     try:
         engine = engine or get_engine(settings.database_url, settings.db_pool_size, settings.db_max_overflow)
@@ -85,7 +85,7 @@ def check_health(settings: Settings, daemon_heartbeat_age_s: float | None = None
     _items(report, engine, settings)
     _integrity(report, engine)
     _journal(report, settings)
-    _daemon(report, daemon_heartbeat_age_s, daemon_expected)
+    _daemons(report, daemons or DaemonProbe(), daemon_expected, settings.daemon_max_heartbeat_age_s)
     return report
 
 
@@ -125,6 +125,12 @@ def _jobs(report: HealthReport, engine: Engine, settings: Settings, now: datetim
                    f"(allowed {settings.plan_max_age_min} min): planning has stopped", plan_age)
     else:
         report.add("last_plan", OK, f"{plan_age / 60:.0f} min ago", plan_age)
+    for job in (jobruns.PLAN, jobruns.POST):
+        last = jobruns.last_run(engine, job)
+        if last is not None and not last["ok"]:
+            error = (last.get("detail") or {}).get("error", "no error recorded")
+            report.add(f"{job}_failing", DEGRADED, f"the last {job} run failed {_age_s(now, last['finished_at']) / 60:.0f} "
+                       f"min ago: {error} (see the run-failure alert; plan runs are retried by Dagster)", error)
     post_age = _age_s(now, jobruns.last_success(engine, "post"))
     report.add("last_post_run", OK if post_age is not None else DEGRADED,
                f"{post_age / 60:.0f} min ago" if post_age is not None else "no successful post run recorded yet",
@@ -171,15 +177,28 @@ def _journal(report: HealthReport, settings: Settings) -> None:
         report.add("journal", OK, "empty", 0)
 
 
-def _daemon(report: HealthReport, age_s: float | None, expected: bool) -> None:
+def _daemons(report: HealthReport, probe: DaemonProbe, expected: bool, max_age_s: float) -> None:
+    """One line per daemon: a dead scheduler thread is not hidden by the run queue's fresh heartbeat."""
     if not expected:
         return
-    if age_s is None:
+    if probe.error:
+        report.add("daemon", UNHEALTHY, probe.error, None)
+        return
+    if not probe.daemons or all(d.heartbeat_age_s is None for d in probe.daemons):
         report.add("daemon", UNHEALTHY, "no Dagster daemon heartbeat: schedules and sensors are not running; "
                    "start `dagster-daemon run` (see README, Production)", None)
-    elif age_s > DAEMON_HEARTBEAT_MAX_AGE_S:
-        report.add("daemon", UNHEALTHY, f"last daemon heartbeat {age_s:.0f} s ago: the daemon has stopped", age_s)
-    else:
-        report.add("daemon", OK, f"heartbeat {age_s:.0f} s ago", age_s)
-
-
+        return
+    for d in probe.daemons:
+        name = f"daemon:{d.daemon_type.lower()}"
+        stops = WHAT_IT_RUNS.get(d.daemon_type, "its work does not happen")
+        if d.heartbeat_age_s is None:
+            report.add(name, UNHEALTHY, f"never sent a heartbeat: {stops}; restart `dagster-daemon run`", None)
+        elif d.down(max_age_s):
+            report.add(name, UNHEALTHY, f"last heartbeat {d.heartbeat_age_s:.0f} s ago: this daemon has stopped "
+                       f"(limit {max_age_s:.0f} s), {stops}; restart `dagster-daemon run`", d.heartbeat_age_s)
+        elif d.errors:
+            report.add(name, DEGRADED, f"alive (heartbeat {d.heartbeat_age_s:.0f} s ago) but reported errors in the "
+                       f"last 5 min: {d.errors[0]} (see `dagster-daemon debug heartbeat-dump` and the daemon log)",
+                       d.heartbeat_age_s)
+        else:
+            report.add(name, OK, f"heartbeat {d.heartbeat_age_s:.0f} s ago", d.heartbeat_age_s)

@@ -254,10 +254,11 @@ def missing_tweet_ids(engine: Engine, lookback_days: float = DEFAULT_LOOKBACK_DA
 # --------------------------------------------------------------------------- stuck items
 
 
-def stuck_items(engine: Engine, lease_s: float, grace_s: float = 0.0, limit: int = MAX_ROWS) -> Finding:
-    """Items in flight past their lease: `claimed`/`posting` whose lease expired more than `grace_s` ago
-    (the worker is gone and no posting run has taken them over), and `unknown` items that no reconciliation
-    has touched for `lease_s + grace_s`."""
+def stuck_items(engine: Engine, lease_s: float, limit: int = MAX_ROWS) -> Finding:
+    """The one definition of "stuck" (the asset check, the stuck-work sensor and `pipeline health` all call it):
+    `claimed`/`posting` items whose lease expired more than one more lease ago (the worker is gone and no
+    posting run, every 5 min, has taken them over), and `unknown` items no reconciliation touched for two leases."""
+    grace_s = lease_s
     started = time.perf_counter()
     with _reader(engine) as conn:
         now = db_now(conn)

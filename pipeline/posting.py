@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 
 from pipeline import dispatch, queue
 from pipeline import schema as s
+from pipeline.alerts import tell_forced_open
 from pipeline.breaker import Breaker
 from pipeline.browser import BrowserSession
 from pipeline.db import DatabaseError, worker_id
@@ -174,6 +175,15 @@ class AccountPoster:
             except Exception:  # noqa: BLE001 - an alert channel failure must not stop posting
                 log.exception("alert delivery failed")
 
+    def tell_forced_open(self) -> None:
+        """One alert per forced-open episode of this account (pipeline.alerts.tell_forced_open)."""
+        if self.alerts is None:
+            return
+        try:
+            tell_forced_open(self.alerts, self.breaker.status(self.handle))
+        except Exception:  # noqa: BLE001 - an alert channel failure must not stop posting
+            log.exception("alert delivery failed")
+
     def _breaker_call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Breaker bookkeeping must never turn a post's outcome into a failure."""
         try:
@@ -188,6 +198,7 @@ class AccountPoster:
         status = self.breaker.status(self.handle)  # read only: allow() would take the half-open probe
         if status and status[0]["state"] == "forced_open" and not self._session_recovered(status[0]):
             self.event("breaker_forced_open", logging.WARNING, reason=status[0]["reason"])
+            self.tell_forced_open()  # forced open elsewhere (metrics run, `breaker isolate`): told once too
             self.may_continue = False
             return
         self.reconcile_all()
@@ -332,10 +343,11 @@ class AccountPoster:
             # computed here from this process's clock would be off by its skew (300 s late for a clock 5 min slow).
             queue.requeue(self.engine, item.id, attempt_id, str(cls), str(exc), delay_s=0.0, penalise=False)
             self.report.requeued += 1
-        if policy.alert:
-            fix = (f"log in again with `pipeline login --account {self.handle}`" if cls == ErrorClass.AUTH
-                   else f"fix it, then `pipeline breaker reset --account {self.handle}`")
-            self.alert(f"{cls}:{self.handle}", f"@{self.handle}: {cls}, posting paused", f"{exc}. To resume: {fix}.")
+        if policy.breaker_effect == "force_open":
+            self.tell_forced_open()
+        elif policy.alert:
+            self.alert(f"{cls}:{self.handle}", f"@{self.handle}: {cls}, posting paused",
+                       f"{exc}. To resume: fix it, then `pipeline breaker reset --account {self.handle}`.")
         # Stop this account for the run unless the error was the item's own transient trouble.
         return cls == ErrorClass.TRANSIENT
 

@@ -78,6 +78,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("metrics_per_run", int, 20, "Most posts one metrics run reads"),
     Setting("require_approval", bool, False, "Planned items wait as pending_approval until `pipeline approve`"),
     Setting("dispatch_horizon_s", float, 60.0, "A posting run starts this many seconds before an account's next due item and waits for its minute"),
+    Setting("daemon_max_heartbeat_age_s", int, 90, "Health calls a Dagster daemon down when its heartbeat (every 30 s) is older than this"),
+    Setting("canary_timeout_s", float, 10.0, "The canary waits this long for each selector before reporting it missing"),
+    Setting("sensor_interval_s", int, 60, "How often the alerting sensors run (plan health, empty queue, stuck work, run failure)"),
+    Setting("empty_queue_alert_after_s", int, 600, "The empty-queue sensor alerts when a queue stays below target this long despite plan runs"),
 )
 
 
@@ -175,6 +179,9 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "metrics_ages": _metrics_ages,
     "metrics_per_run": _AT_LEAST_1,
     "dispatch_horizon_s": _POSITIVE,
+    "daemon_max_heartbeat_age_s": _rule(lambda v: v >= 30, "must be 30 or more seconds (daemons beat every 30 s)"),
+    "canary_timeout_s": _POSITIVE,
+    "sensor_interval_s": _rule(lambda v: v >= 5, "must be at least 5 seconds"),
 }
 
 

@@ -1,92 +1,85 @@
-"""`plan_health_sensor`: planning stopped, or plans that produce nothing -> alert (and a plan run).
+"""`plan_health_sensor`: planning stopped, or plans that produce nothing -> alert (and a plan run when stale).
 
-Reads Dagster's run records (the last successful `plan_job` run), the metadata of the latest
-`generated_content` materialisation (`enqueued`) and the queue. Never in-memory timestamps: the
-predecessor's plan job stopped silently because its health lived in a process that had died.
+Judged on the `generated_content` asset, not on a job: its latest materialisation (stale after
+PIPELINE_PLAN_MAX_AGE_MIN, the same limit as its FreshnessPolicy and as `pipeline health`, which reads the
+plan row the same asset writes) and its `plan_produced_content` check. Never in-memory timestamps: the
+predecessor's plan job stopped silently because its health lived in a process that had died. Failed plan runs
+are retried by Dagster's run retries (dagster.yaml), not here.
 """
 
 import dagster as dg
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-from pipeline import integrity
+from assets.checks import PLAN_PRODUCED_CONTENT
 from pipeline.resolve import approval_hint
 from pipeline.settings import load_settings
 from resources import Alerts, Database
-from sensors.common import (
-    PLAN_JOB,
-    REQUESTED_BY_TAG,
-    active_run,
-    ever_ran,
-    finished_at,
-    last_success,
-    sensor_tags,
-    utcnow,
-)
+from sensors.common import PLAN_JOB, SENSOR_INTERVAL_S, active_run, ever_ran, sensor_tags, utcnow
 
 NAME = "plan_health_sensor"
+CONTENT = dg.AssetKey("generated_content")
+PRODUCED_CHECK = dg.AssetCheckKey(CONTENT, PLAN_PRODUCED_CONTENT)
 
 
-def latest_plan_output(instance: dg.DagsterInstance) -> tuple[str, int] | None:
-    """(run_id, enqueued) of the newest generated_content materialisation."""
-    result = instance.fetch_materializations(dg.AssetKey("generated_content"), limit=1)
-    if not result.records:
+def latest_plan(instance: dg.DagsterInstance) -> dg.EventLogEntry | None:
+    """The newest materialisation of generated_content, whichever run made it."""
+    return instance.get_latest_materialization_event(CONTENT)
+
+
+def failed_produced_check(instance: dg.DagsterInstance, run_id: str) -> dict | None:
+    """The metadata of `plan_produced_content` when it failed for the plan of `run_id`, else None."""
+    record = instance.get_latest_asset_check_evaluation_record(PRODUCED_CHECK)
+    if record is None or record.run_id != run_id or record.status != AssetCheckExecutionRecordStatus.FAILED:
         return None
-    record = result.records[0]
-    value = record.asset_materialization.metadata.get("enqueued") if record.asset_materialization else None
-    enqueued = getattr(value, "value", value)
-    return record.run_id, int(enqueued) if enqueued is not None else -1
+    evaluation = record.event.dagster_event.event_specific_data if record.event and record.event.dagster_event else None
+    metadata = getattr(evaluation, "metadata", {}) or {}
+    return {k: getattr(v, "value", v) for k, v in metadata.items()}
 
 
 @dg.sensor(
     name=NAME,
     job_name=PLAN_JOB,
-    minimum_interval_seconds=120,
+    minimum_interval_seconds=SENSOR_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="No successful plan within PIPELINE_PLAN_MAX_AGE_MIN, or the last plan produced nothing while an account has nothing queued.",
+    description="generated_content older than PIPELINE_PLAN_MAX_AGE_MIN, or its plan_produced_content check failed.",
 )
-def plan_health_sensor(context: dg.SensorEvaluationContext, database: Database, alerts: Alerts):
+def plan_health_sensor(context: dg.SensorEvaluationContext, alerts: Alerts, database: Database):
     settings = load_settings()
     instance = context.instance
     sink = alerts.sink(context.log)
-    now = utcnow()
     max_age_min = settings.plan_max_age_min
-    requests: list[dg.RunRequest] = []
     findings: list[str] = []
+    requests: list[dg.RunRequest] = []
 
-    last = last_success(instance, PLAN_JOB)
-    age_min = (now - finished_at(last)).total_seconds() / 60 if last else None
+    last = latest_plan(instance)
+    age_min = (utcnow().timestamp() - last.timestamp) / 60 if last else None
     if last is None or age_min > max_age_min:
-        what = (f"the last successful plan run ({last.dagster_run.run_id[:8]}) finished {age_min:.0f} min ago"
-                if last else ("plan_job has runs but none succeeded" if ever_ran(instance, PLAN_JOB)
-                              else "plan_job has never run on this instance"))
+        what = (f"generated_content was last planned {age_min:.0f} min ago (run {last.run_id[:8]})" if last
+                else ("plan_job has runs but none planned generated_content" if ever_ran(instance, PLAN_JOB)
+                      else "plan_job has never run on this instance"))
         findings.append("stale")
         never = last is None and not ever_ran(instance, PLAN_JOB)  # a fresh install: say so, less loudly
         sink.send(key="plan-health:stale", title="Planning has not run yet" if never else "Planning has stopped",
                   body=f"{what}; the limit is {max_age_min} min (PIPELINE_PLAN_MAX_AGE_MIN). Requesting a plan run. "
-                       "Check that the daemon is running and the plan schedule is on.",
+                       "Check `pipeline health` (is the scheduler daemon alive?) and that plan_schedule is on.",
                   severity="warning" if never else "error")
         if not active_run(instance, PLAN_JOB):
-            key = last.dagster_run.run_id if last else "never"
-            requests.append(dg.RunRequest(run_key=f"plan-health:stale:{key}", tags=sensor_tags(NAME, "plan")))
+            requests.append(dg.RunRequest(run_key=f"plan-health:stale:{last.run_id if last else 'never'}",
+                                          tags=sensor_tags(NAME, "plan")))
 
-    output = latest_plan_output(instance) if last is not None else None
-    if output is not None and output[1] == 0:
-        empty = integrity.accounts_without_queue(database.engine)
-        if empty:
-            run_id = output[0]
-            findings.append("empty")
-            sink.send(key="plan-health:empty:" + ",".join(empty), title="Planning produces nothing",
-                      body=f"The last plan run ({run_id[:8]}) enqueued 0 items and "
-                           f"{', '.join('@' + a for a in empty)} have nothing queued: they will go quiet. "
-                           "Check the drafts library / LLM generator and the planner caps."
-                           + approval_hint(database.engine, empty),
-                      severity="error")
-            run = instance.get_run_by_id(run_id)
-            retried = run is not None and run.tags.get(REQUESTED_BY_TAG) == NAME
-            if not retried and not requests and not active_run(instance, PLAN_JOB):
-                requests.append(dg.RunRequest(run_key=f"plan-health:empty:{run_id}", tags=sensor_tags(NAME, "plan")))
+    failed = failed_produced_check(instance, last.run_id) if last else None
+    if failed is not None:
+        empty = list(failed.get("accounts_without_queue") or [])
+        findings.append("empty")
+        sink.send(key="plan-health:empty:" + ",".join(empty), title="Planning produces nothing",
+                  body=f"The last plan run ({last.run_id[:8]}) enqueued 0 items and "
+                       f"{', '.join('@' + a for a in empty)} have nothing queued: they will go quiet. "
+                       "Check the drafts library / LLM generator (budget spent?) and the planner caps, then see `pipeline queue`."
+                       + approval_hint(database.engine, empty),
+                  severity="error")
 
     if requests:
         return requests
     if findings:
-        return dg.SkipReason(f"plan unhealthy ({', '.join(findings)}); alerted, no new run requested")
-    return dg.SkipReason(f"last plan {age_min:.0f} min ago produced {output[1] if output else '?'} items")
+        return dg.SkipReason(f"plan unhealthy ({', '.join(findings)}); alerted")
+    return dg.SkipReason(f"generated_content planned {age_min:.0f} min ago; its plan produced content")

@@ -2,7 +2,7 @@
 
 Reads only the queue table (one grouped, indexed query). The plan run it requests carries a run key per
 15-minute bucket, so a persisting shortfall asks for at most one plan every 15 minutes, and none while a
-plan run is already queued or running. The alert waits `ALERT_AFTER_S` (the requested plan usually
+plan run is already queued or running. The alert waits PIPELINE_EMPTY_QUEUE_ALERT_AFTER_S (the requested plan usually
 fixes the queue first) and is de-duplicated by key in the alerts table.
 """
 
@@ -14,16 +14,15 @@ from pipeline import integrity
 from pipeline.resolve import approval_hint
 from pipeline.settings import load_settings
 from resources import Alerts, Database
-from sensors.common import PLAN_JOB, active_run, sensor_tags, utcnow
+from sensors.common import PLAN_JOB, SENSOR_INTERVAL_S, active_run, sensor_tags, utcnow
 
 REQUEST_BUCKET_S = 900
-ALERT_AFTER_S = 600
 
 
 @dg.sensor(
     name="empty_queue_sensor",
     job_name=PLAN_JOB,
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=SENSOR_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Queue for the next planning window below target: request plan_job; alert if it stays below.",
 )
@@ -39,7 +38,7 @@ def empty_queue_sensor(context: dg.SensorEvaluationContext, database: Database, 
     since = float(state.get("since", now.timestamp()))
     context.update_cursor(json.dumps({"since": since}))
     detail = ", ".join(f"@{s.account} {s.buffer}/{s.target}" for s in short)
-    if now.timestamp() - since >= ALERT_AFTER_S:
+    if now.timestamp() - since >= settings.empty_queue_alert_after_s:
         body = (f"Queued items in the planning buffer (due within {settings.plan_window_min} min, or placed by the "
                 f"planner) are below target for: {detail} "
                 f"(for {int((now.timestamp() - since) // 60)} min, despite plan runs). "

@@ -1,4 +1,4 @@
-"""`run_failure_alert_sensor`: every failed run -> an alert with the error.
+"""`run_failure_alert_sensor`: every failed run that will not be retried -> an alert with the error.
 
 Identical failures of the same job (same error text, numbers ignored) share an alert key, so a post_job
 failing the same way every 5 minutes raises one alert per cool-down, not twelve an hour; a different
@@ -11,6 +11,9 @@ import re
 import dagster as dg
 
 from resources import Alerts
+from sensors.common import SENSOR_INTERVAL_S
+
+WILL_RETRY_TAG = "dagster/will_retry"
 
 _NUMBERS = re.compile(r"\d+")
 
@@ -33,13 +36,28 @@ def failure_summary(context: dg.RunFailureSensorContext) -> tuple[str, str]:
     return signature, header + "\n" + "\n".join(lines)
 
 
+def will_retry(run: dg.DagsterRun) -> bool:
+    """Dagster's run retries tag a failed run they will re-execute (dagster/will_retry=true); the alert waits
+    for the last attempt. Without run retries enabled the tag is absent and every failure is alerted."""
+    return run.tags.get(WILL_RETRY_TAG, "").lower() == "true"
+
+
 @dg.run_failure_sensor(
     name="run_failure_alert_sensor",
+    minimum_interval_seconds=SENSOR_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Alerts (webhook, log, alerts table) on every failed run of this code location.",
 )
 def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: Alerts) -> None:
+    if will_retry(context.dagster_run):
+        context.log.info(f"run {context.dagster_run.run_id} failed and will be retried: no alert")
+        return
     signature, body = failure_summary(context)
     job = context.dagster_run.job_name
+    retries = context.dagster_run.tags.get("dagster/retry_number")
+    body += ((f"\n(after {retries} retries by Dagster)" if retries else "")
+             + "\nTo fix: read the error above and the run's log in the Dagster UI (Runs, then this run id); fix the "
+               "cause, then re-execute the run from the UI or wait for the next scheduled run. `pipeline health` "
+               "shows what is affected.")
     alerts.sink(context.log).send(key=f"run-failure:{job}:{signature}", title=f"Dagster run failed: {job}",
                                   body=body, severity="error")

@@ -1,20 +1,24 @@
-"""`stuck_work_sensor`: breakers open too long and items stuck in flight -> alert (no run: posting runs
-(dispatched within 15 s of an unknown outcome) reconcile stuck items by themselves; this sensor tells a human when they do not)."""
+"""`stuck_work_sensor`: breakers forced open (at once) or open too long, and items stuck in flight -> alert (no
+run: posting runs, dispatched within 15 s of an unknown outcome, reconcile stuck items by themselves; this sensor
+tells a human when they do not)."""
 
 import dagster as dg
 
 from pipeline import integrity
+from pipeline.alerts import tell_forced_open
+from pipeline.breaker import Breaker
 from pipeline.settings import load_settings
 from resources import Alerts, Database
+from sensors.common import SENSOR_INTERVAL_S
 
 BREAKER_ALERT_AFTER_S = 3600
 
 
 @dg.sensor(
     name="stuck_work_sensor",
-    minimum_interval_seconds=120,
+    minimum_interval_seconds=SENSOR_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Alerts on breakers open longer than an hour and on items stuck in claimed/posting/unknown past the lease.",
+    description="Alerts on breakers forced open (once per account and episode), open longer than an hour, and on items stuck in claimed/posting/unknown past the lease.",
 )
 def stuck_work_sensor(context: dg.SensorEvaluationContext, database: Database, alerts: Alerts):
     settings = load_settings()
@@ -22,7 +26,12 @@ def stuck_work_sensor(context: dg.SensorEvaluationContext, database: Database, a
     sink = alerts.sink(context.log)
     found: list[str] = []
 
+    # Forced open needs a human at once: one alert per account and episode, whoever forced it.
+    told = tell_forced_open(sink, Breaker(engine).status())
+    found += [f"breaker @{a} forced open" for a in told]
     for b in integrity.open_breakers(engine, older_than_s=BREAKER_ALERT_AFTER_S):
+        if b["state"] == "forced_open":
+            continue
         found.append(f"breaker @{b['account']}")
         sink.send(
             key=f"breaker-open:{b['account']}",
@@ -33,8 +42,7 @@ def stuck_work_sensor(context: dg.SensorEvaluationContext, database: Database, a
             severity="error" if b["forced"] else "warning",
         )
 
-    # Grace of one lease: a dispatched posting run normally takes these over first.
-    stuck = integrity.stuck_items(engine, lease_s=settings.lease_s, grace_s=settings.lease_s, limit=50)
+    stuck = integrity.stuck_items(engine, lease_s=settings.lease_s, limit=50)
     if stuck.total:
         found.append(f"{stuck.total} stuck items")
         ids = ",".join(str(r["item_id"]) for r in stuck.rows)

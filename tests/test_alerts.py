@@ -134,3 +134,29 @@ def test_long_bodies_are_cut_for_the_webhook_but_kept_in_the_table(engine: sa.En
 def test_unknown_severity_becomes_error(engine: sa.Engine) -> None:
     AlertSink(engine).send("k", "t", "b", severity="catastrophic")
     assert alert_rows(engine)[0]["severity"] == "error"
+
+
+def test_forced_open_reason_class_and_fix_per_reason() -> None:
+    from pipeline.alerts import forced_open_reason_class, tell_forced_open
+
+    assert forced_open_reason_class("auth: 326 locked; needs a human") == "auth"
+    assert forced_open_reason_class("automation_block: 226") == "automation_block"
+    assert forced_open_reason_class("operator isolate") == "operator_isolate"
+
+    class Sink:
+        def __init__(self) -> None:
+            self.sent: list[tuple[str, str]] = []
+
+        def send(self, key: str, title: str, body: str, severity: str = "error") -> bool:
+            self.sent.append((key, body))
+            return True
+
+    sink = Sink()
+    told = tell_forced_open(sink, [
+        {"account": "a", "state": "forced_open", "reason": "auth: expired", "opened_at": "t1"},
+        {"account": "b", "state": "open", "reason": "rate limited", "opened_at": "t1"},
+        {"account": "c", "state": "forced_open", "reason": "operator isolate", "opened_at": "t2"},
+    ])
+    assert told == ["a", "c"]
+    assert sink.sent[0][0] == "breaker-forced:a:auth:t1" and "pipeline login --account a" in sink.sent[0][1]
+    assert "pipeline breaker reset --account c" in sink.sent[1][1]

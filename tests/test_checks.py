@@ -162,9 +162,10 @@ def test_stuck_items_warn(engine: sa.Engine, db_url: str, instance: dg.DagsterIn
     seed_clean(engine)
     with engine.connect() as conn:
         now = db_now(conn)
-    gone = add_item(engine, "alice", ["Worker died mid-post"], s.POSTING, lease_expires_at=now - timedelta(minutes=1))
+    gone = add_item(engine, "alice", ["Worker died mid-post"], s.POSTING, lease_expires_at=now - timedelta(minutes=6))
+    add_item(engine, "alice", ["Lease just ran out"], s.POSTING, lease_expires_at=now - timedelta(minutes=1))
     add_item(engine, "alice", ["Being posted right now"], s.POSTING, lease_expires_at=now + timedelta(minutes=4))
-    limbo = add_item(engine, "bob", ["Nobody reconciled me"], s.UNKNOWN, updated_at=now - timedelta(minutes=10))
+    limbo = add_item(engine, "bob", ["Nobody reconciled me"], s.UNKNOWN, updated_at=now - timedelta(minutes=11))
     add_item(engine, "bob", ["Just became unknown"], s.UNKNOWN, updated_at=now - timedelta(seconds=30))
     evaluation = run_checks(db_url, instance)["no_stuck_items"]
     assert evaluation.passed is False and evaluation.severity == dg.AssetCheckSeverity.WARN

@@ -30,11 +30,15 @@ ASSETS = {"generated_content", "posted_tweets", "tweet_metrics", "content_perfor
 CHECKS = {
     ("posted_tweets", "no_duplicate_posts"), ("posted_tweets", "no_missing_tweet_ids"),
     ("posted_tweets", "no_stuck_items"), ("generated_content", "content_within_limits"),
+    ("generated_content", "plan_produced_content"),
 }
-JOBS = {"plan_job", "post_job", "metrics_job"}
-SCHEDULES = {"plan_schedule": "0 * * * *", "metrics_schedule": "*/20 * * * *"}  # posting is dispatched by a sensor
+JOBS = {"plan_job", "post_job", "metrics_job", "performance_job", "canary_job"}
+# posting is dispatched by a sensor, not a schedule
+SCHEDULES = {"plan_schedule": "0 * * * *", "metrics_schedule": "*/20 * * * *",
+             "performance_schedule": "45 * * * *", "canary_schedule": "30 * * * *"}
 REPO = defs.get_repository_def()
-SENSORS = {"dispatch_sensor", "empty_queue_sensor", "plan_health_sensor", "run_failure_alert_sensor", "stuck_work_sensor"}
+SENSORS = {"dispatch_sensor", "empty_queue_sensor", "plan_health_sensor", "run_failure_alert_sensor",
+           "stuck_work_sensor", "daemon_health_sensor"}
 
 
 @pytest.fixture
@@ -95,14 +99,15 @@ def test_every_contracted_name_exists() -> None:
 
 
 def test_jobs_select_their_assets_and_run_in_process() -> None:
-    expected = {"plan_job": {"generated_content", "content_performance"}, "post_job": {"posted_tweets"},
-                "metrics_job": {"tweet_metrics"}}
+    expected = {"plan_job": {"generated_content"}, "post_job": {"posted_tweets"},
+                "metrics_job": {"tweet_metrics"}, "performance_job": {"content_performance"}}
     for name, assets in expected.items():
         job = defs.resolve_job_def(name)
         assert job.executor_def is dg.in_process_executor, name  # one process: one browser, resources set up once
         selected = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
         assert selected == assets, name
     assert defs.resolve_job_def("post_job").run_tags["pipeline/job"] == "post"
+    assert defs.resolve_job_def("plan_job").run_tags["dagster/max_retries"] == "2"  # Dagster's run retries
     assert defs.executor is dg.in_process_executor  # set once, on the Definitions
 
 
@@ -121,6 +126,17 @@ def test_dg_and_dagster_dev_share_the_code_location_name() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["dg"]["project"]
     workspace = yaml.safe_load((ROOT / "workspace.yaml").read_text())
     assert project["code_location_name"] == workspace["load_from"][0]["python_module"]["location_name"]
+
+
+def test_freshness_policies_on_the_three_pipeline_assets() -> None:
+    from pipeline.settings import load_settings
+
+    policies = {key: defs.resolve_assets_def(key).specs_by_key[dg.AssetKey(key)].freshness_policy
+                for key in ("generated_content", "posted_tweets", "tweet_metrics", "content_performance")}
+    assert policies["content_performance"] is None  # a report: nobody waits for it
+    assert policies["generated_content"].fail_window.to_timedelta().total_seconds() == \
+        load_settings().plan_max_age_min * 60  # the same limit as the plan-health sensor and `pipeline health`
+    assert all(policies[k] is not None for k in ("posted_tweets", "tweet_metrics"))
 
 
 def test_checks_on_posted_tweets_are_blocking() -> None:
@@ -145,6 +161,9 @@ def test_metrics_are_partitioned_by_posting_day() -> None:
     assert defs.resolve_assets_def("tweet_metrics").partitions_def == partitions
 
 
+DAGSTER_LAYER = {"assets", "resources", "sensors"}
+
+
 def test_no_dagster_import_in_the_core_outside_definitions() -> None:
     offenders = []
     for path in sorted((ROOT / "pipeline").rglob("*.py")):
@@ -155,6 +174,9 @@ def test_no_dagster_import_in_the_core_outside_definitions() -> None:
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             if any(n == "dagster" or n.startswith("dagster.") or n.startswith("dagster_") for n in names):
                 offenders.append(str(path.relative_to(ROOT)))
+            # The Dagster layer imports Dagster: importing it from the core is the same import one step removed.
+            if any(n.split(".")[0] in DAGSTER_LAYER for n in names):
+                offenders.append(f"{path.relative_to(ROOT)} imports {[n for n in names if n.split('.')[0] in DAGSTER_LAYER]}")
     assert offenders == []
 
 
@@ -198,6 +220,7 @@ def test_dagster_yaml_sqlite_instance(tmp_path: Path, monkeypatch: pytest.Monkey
         assert type(inst.run_coordinator).__name__ == "QueuedRunCoordinator"
         _assert_per_account_limits(inst)
         assert inst.run_monitoring_enabled
+        assert inst.run_retries_enabled and inst.run_retries_max_retries == 0  # only jobs tagged are retried
 
 
 def test_dagster_postgres_yaml_instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_admin_url: str) -> None:
@@ -338,12 +361,30 @@ def test_plan_job_runs_for_real(engine: sa.Engine, db_url: str, instance: dg.Dag
                  if e.asset_key.to_user_string() == "generated_content"]
     metadata = planned.materialization.metadata
     assert metadata["enqueued"].value >= 1 and metadata["queue_depth"].value == metadata["enqueued"].value
-    [perf] = [e for e in result.get_asset_materialization_events()
-              if e.asset_key.to_user_string() == "content_performance"]
-    assert isinstance(perf.materialization.metadata["summary"], dg.MarkdownMetadataValue)
-    assert all(e.passed for e in result.get_asset_check_evaluations())  # content_within_limits
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {"content_within_limits": True, "plan_produced_content": True}
     assert jobruns.last_success(engine, jobruns.PLAN) is not None
     assert jobruns.last_run(engine, jobruns.PLAN)["produced"] == metadata["enqueued"].value
+
+
+def test_performance_job_runs_for_real(engine: sa.Engine, db_url: str, instance: dg.DagsterInstance,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPELINE_DATABASE_URL", db_url)
+    result = defs.resolve_job_def("performance_job").execute_in_process(instance=instance, raise_on_error=False)
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    [perf] = result.get_asset_materialization_events()
+    assert isinstance(perf.materialization.metadata["summary"], dg.MarkdownMetadataValue)
+
+
+def test_plan_that_produced_nothing_fails_its_check(engine: sa.Engine, db_url: str, instance: dg.DagsterInstance,
+                                                   monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An empty drafts library: the plan run succeeds, enqueues 0 and its check names the quiet account."""
+    monkeypatch.setenv("PIPELINE_DATABASE_URL", db_url)
+    monkeypatch.setenv("PIPELINE_DRAFTS_DIR", str(tmp_path))
+    add_account(engine, "alice")
+    result = defs.resolve_job_def("plan_job").execute_in_process(instance=instance, raise_on_error=False)
+    [check] = [e for e in result.get_asset_check_evaluations() if e.check_name == "plan_produced_content"]
+    assert not check.passed and check.metadata["accounts_without_queue"].value == ["alice"]
 
 
 def test_post_job_with_nothing_due_posts_nothing_and_passes_its_checks(

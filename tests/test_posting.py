@@ -132,7 +132,7 @@ def test_expired_session_forces_the_breaker_open_alerts_and_resumes_after_login(
     world.post()
     world.sandbox.clear_faults()
     assert Breaker(world.engine).status("alice")[0]["state"] == "forced_open"
-    assert any(key.startswith("auth:alice") for key, _ in world.alerts.sent)
+    assert {tuple(key.split(":")[:3]) for key, _ in world.alerts.sent if "alice" in key} == {("breaker-forced", "alice", "auth")}
     world.make_due()
     world.post()
     assert world.truth() == [] and item(world, item_id).state == "queued"
