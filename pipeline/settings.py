@@ -178,7 +178,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "plan_max_age_min": _AT_LEAST_1,
     "metrics_ages": _metrics_ages,
     "metrics_per_run": _AT_LEAST_1,
-    "dispatch_horizon_s": _POSITIVE,
+    "dispatch_horizon_s": _NOT_NEGATIVE,  # 0: a run posts only what is due now
     "daemon_max_heartbeat_age_s": _rule(lambda v: v >= 30, "must be 30 or more seconds (daemons beat every 30 s)"),
     "canary_timeout_s": _POSITIVE,
     "sensor_interval_s": _rule(lambda v: v >= 5, "must be at least 5 seconds"),
