@@ -139,11 +139,15 @@ def _timeline(client: CanaryClient, result: AccountCanary, timeout_ms: float) ->
     if not read.exact:  # the page showed posts but no timeline response the client could parse
         result.misses.append(Miss("timeline:json", "UserTweetsAndReplies GraphQL response", client.page.url,
                                   "no timeline JSON the client can read; it fell back to the page's text"))
+    # Every post row needs the permalink the DOM reader takes its id from (other accounts' parents included:
+    # the JSON keeps only this account's posts, so the two counts are not compared).
+    permalink = ':has(a[href*="/status/"] time)'
     shown = client.page.locator(either("tweet")).count()
+    linked = client.page.locator(either("tweet") + permalink).count()
     result.checked.append("timeline:tweet_ids")
-    if shown and len(posts) < shown:
-        result.misses.append(Miss("timeline:tweet_ids", either("tweet") + ' a[href*="/status/"]', client.page.url,
-                                  f"{shown} tweets shown, {len(posts)} with a status link the client can read"))
+    if shown and linked < shown:
+        result.misses.append(Miss("timeline:tweet_ids", either("tweet") + ' a[href*="/status/"] time', client.page.url,
+                                  f"{shown} tweets shown, {linked} with a status link the client can read"))
     return posts
 
 
