@@ -1,6 +1,6 @@
 """Asset checks: indexed SQL through the Database resource (never loading partitions), offending rows in metadata.
 
-ERROR + blocking: `no_duplicate_posts`, `no_missing_tweet_ids` (a failure fails the post run, which the run-failure
+ERROR + blocking: `no_duplicate_posts`, `no_missing_tweet_ids`, `queued_media_intact` (a failure fails the post run, which the run-failure
 sensor turns into an alert). WARN: `no_stuck_items`, `content_within_limits`.
 """
 
@@ -51,6 +51,13 @@ def no_missing_tweet_ids(database: Database, config: WindowConfig) -> dg.AssetCh
     return _result(found, dg.AssetCheckSeverity.ERROR, "items_missing_ids")
 
 
+@dg.asset_check(asset=posted_tweets, blocking=True,
+                description="Every item that may still post has its media in the store, unchanged (SHA-256).")
+def queued_media_intact(database: Database) -> dg.AssetCheckResult:
+    found = integrity.missing_media(database.engine, load_settings().state_path)
+    return _result(found, dg.AssetCheckSeverity.ERROR, "items_missing_media")
+
+
 @dg.asset_check(asset=posted_tweets,
                 description="No item sits in claimed/posting past its lease, or in unknown untouched for a lease.")
 def no_stuck_items(database: Database) -> dg.AssetCheckResult:
@@ -65,4 +72,4 @@ def content_within_limits(database: Database) -> dg.AssetCheckResult:
     return _result(found, dg.AssetCheckSeverity.WARN, "items_over_limit")
 
 
-all_checks = [no_duplicate_posts, no_missing_tweet_ids, no_stuck_items, content_within_limits]
+all_checks = [no_duplicate_posts, no_missing_tweet_ids, queued_media_intact, no_stuck_items, content_within_limits]

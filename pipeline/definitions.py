@@ -18,7 +18,13 @@ import os
 
 import dagster as dg
 
-from assets.checks import content_within_limits, no_duplicate_posts, no_missing_tweet_ids, no_stuck_items
+from assets.checks import (
+    content_within_limits,
+    no_duplicate_posts,
+    no_missing_tweet_ids,
+    no_stuck_items,
+    queued_media_intact,
+)
 from assets.content import generated_content
 from assets.metrics import content_performance, posting_days, tweet_metrics
 from assets.posting import posted_tweets
@@ -49,7 +55,7 @@ post_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(posted_tweets),
     tags={JOB_TAG: "post", "dagster/max_runtime": "3600"},
     description="Reconcile, then post what is due: one account per run when dispatched (tag pipeline/account), "
-                "else every account no other run holds; blocking checks for duplicates and missing tweet ids.",
+                "else every account no other run holds; blocking checks for duplicates, missing tweet ids and missing media.",
 )
 
 metrics_job = dg.define_asset_job(
@@ -93,7 +99,7 @@ resources = {
 
 defs = dg.Definitions(
     assets=[generated_content, posted_tweets, tweet_metrics, content_performance],
-    asset_checks=[no_duplicate_posts, no_missing_tweet_ids, no_stuck_items, content_within_limits],
+    asset_checks=[no_duplicate_posts, no_missing_tweet_ids, queued_media_intact, no_stuck_items, content_within_limits],
     jobs=[plan_job, post_job, metrics_job],
     schedules=[plan_schedule, metrics_schedule],
     sensors=[dispatch_sensor, empty_queue_sensor, plan_health_sensor, run_failure_alert_sensor, stuck_work_sensor],
