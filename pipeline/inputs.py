@@ -112,8 +112,9 @@ class MediaChecker:
     """Checks media entries ({"path", "alt"}) once per file and alt: a 50,000-line file naming one image
     reads it once. Relative paths are taken from `base` (the enqueue file's or drafts file's folder)."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, confined: bool = False) -> None:
         self.base = base
+        self.confined = confined  # drafts name files beside them: no absolute paths, no `..` out of the folder
         self._seen: dict[tuple[str, str | None], StagedMedia] = {}
 
     def entries(self, value: Any, field: str) -> list[StagedMedia]:
@@ -125,6 +126,8 @@ class MediaChecker:
         if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or set(entry) - {"path", "alt"}:
             raise InputError(f"key '{field}' must be an object with 'path' (text) and optional 'alt'")
         path = self.base / entry["path"]
+        if self.confined and not os.path.abspath(path).startswith(os.path.abspath(self.base) + os.sep):
+            raise InputError(f"media file {entry['path']}: must be inside {self.base}, beside the drafts file")
         key = (str(path), entry.get("alt") if isinstance(entry.get("alt"), str) else repr(entry.get("alt")))
         if key not in self._seen:
             try:
