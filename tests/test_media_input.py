@@ -148,6 +148,8 @@ BAD: list[tuple[str, Callable[[World], list[str]], tuple[str, ...]]] = [
     ("missing", lambda w: ["--text", "t", "--media", str(w.root / "nothere.png")], ("nothere.png", "no such file")),
     ("folder", lambda w: ["--text", "t", "--media", str(w.root / "state.png")] if (w.root / "state.png").mkdir() is None
      else [], ("state.png", "not a regular file")),
+    ("not-a-folder", lambda w: ["--text", "t", "--media", str(w.root / "alice.json" / "x.png")],
+     ("alice.json/x.png", "cannot be read (Not a directory)")),
     ("fifo", lambda w: ["--text", "t", "--media", _make(w, "pipe.png", _fifo)], ("pipe.png", "not a regular file")),
     ("unknown-type", lambda w: ["--text", "t", "--media", _make(w, "a.bmp", lambda p: picture(p, "BMP"))],
      ("a.bmp", "not a type X takes")),
@@ -211,6 +213,16 @@ def test_bad_media_is_refused_and_nothing_is_written(world: World, case) -> None
         assert name in output, (name, output)
     assert world.items() == before
     assert world.stored() == set()
+
+
+def test_video_without_ffprobe_exits_1_with_the_fix_and_writes_nothing(world: World) -> None:
+    clip = video(world.root / "v.mp4")
+    empty = world.root / "no-tools"
+    empty.mkdir()
+    world.env["PATH"] = str(empty)
+    code, output = world.run("enqueue", "--account", "alice", "--text", "t", "--media", str(clip))
+    assert code == 1 and "ffprobe is not installed" in output and "make media-tools" in output
+    assert world.items() == [] and world.stored() == set()
 
 
 # --------------------------------------------------------------------------- good input: stored by hash with alt
