@@ -11,6 +11,7 @@ if the original changes or vanishes. `verify` proves a stored file is still ther
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -24,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from pipeline.statefiles import path_under, private_writer
+from pipeline.statefiles import path_under, private_dir, private_writer
 
 MB = 1024 * 1024
 MAX_IMAGES, MAX_GIFS, MAX_VIDEOS = 4, 1, 1
@@ -282,21 +283,32 @@ def store(state_dir: str | Path, path: str | Path, alt: str | None = None,
 @contextmanager
 def storing(state_dir: str | Path, staged: Sequence[StagedMedia]) -> Iterator[list[MediaRef]]:
     """Copy checked files into the store for the block (the enqueue); should the block fail, the files this
-    call added are removed again, so a refused enqueue leaves nothing behind."""
-    created: list[Path] = []
-    refs: list[MediaRef] = []
+    call added are removed again, so a refused enqueue leaves nothing behind.
+
+    Enqueues with media hold a lock on the store's folder for the block, so one that fails never removes a
+    file that a concurrent enqueue of the same file has just referenced. Without media nothing is locked."""
+    if not staged:
+        yield []
+        return
+    lock = os.open(private_dir(media_dir(state_dir)), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
-        for item in {s.ref.sha256: s for s in staged}.values():
-            target = media_path(state_dir, item.ref.sha256)
-            existed = os.path.lexists(target)
-            refs.append(store(state_dir, item.source, expected=item.ref))
-            if not existed:
-                created.append(target)
-        yield refs
-    except BaseException:
-        for target in created:
-            target.unlink(missing_ok=True)
-        raise
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        created: list[Path] = []
+        refs: list[MediaRef] = []
+        try:
+            for item in {s.ref.sha256: s for s in staged}.values():
+                target = media_path(state_dir, item.ref.sha256)
+                existed = os.path.lexists(target)
+                refs.append(store(state_dir, item.source, expected=item.ref))
+                if not existed:
+                    created.append(target)
+            yield refs
+        except BaseException:
+            for target in created:
+                target.unlink(missing_ok=True)
+            raise
+    finally:
+        os.close(lock)  # closing releases the lock
 
 
 # --------------------------------------------------------------------------- the column
