@@ -220,13 +220,16 @@ def load_drafts(folder: Path) -> tuple[list[GeneratedDraft], list[tuple[str, str
 
     Returns (valid drafts, [(reason, detail)] for invalid ones): a bad draft must not stop the good ones.
     The same text twice is one draft (its key is the content fingerprint unless the file gives a key).
-    Cached per folder until a file changes: X's length check is slow enough to matter once per plan run.
+    Cached per folder until a file in it changes: X's length check and media probes are slow enough to
+    matter once per plan run.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise DraftsLibraryError(f"drafts folder {folder} does not exist; set PIPELINE_DRAFTS_DIR to a folder of .md or .jsonl files")
     files = _draft_files(folder)
-    stamp = (str(folder.resolve()), *((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files))
+    # Every file of the folder, media beside the drafts too: a replaced image is checked again.
+    stamp = (str(folder.resolve()), *((p.name, p.stat().st_mtime_ns, p.stat().st_size)
+                                      for p in sorted(folder.iterdir()) if p.is_file()))
     if stamp not in _LOADED:
         _LOADED[stamp] = _load_files(files)
     drafts, problems = _LOADED[stamp]

@@ -2,7 +2,8 @@
 
 A file is read only when it is a regular file under a size limit (never `/dev/zero` or a pipe), as UTF-8
 with or without a BOM. An enqueue file is validated whole first: every line's unknown keys, wrong types and
-bad values are reported by line number, and nothing is enqueued unless every line is good.
+bad values are reported by line number, and nothing is enqueued unless every line is good. Media files a
+line names are checked here too (pipeline/media.py), by their real content, before anything is written.
 """
 
 from __future__ import annotations
