@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: demo test lint ui chaos bench venv browser postgres instance clean
+.PHONY: demo test lint ui chaos bench venv browser media-tools postgres instance clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ venv: $(STAMP)
 browser: venv
 	@bash scripts/ensure_browser.sh
 
+# ffprobe (Debian's ffmpeg) reads a video's real format and duration on enqueue.
+media-tools:
+	@bash scripts/ensure_media_tools.sh
+
 postgres:
 	@bash scripts/ensure_postgres.sh
 
@@ -27,14 +31,14 @@ postgres:
 instance:
 	@mkdir -p $(DAGSTER_HOME) && { [ -f $(DAGSTER_HOME)/dagster.yaml ] || cp dagster.yaml $(DAGSTER_HOME)/; }
 
-demo: venv browser instance
+demo: venv browser media-tools instance
 	$(BIN)/pipeline demo
 
 lint: venv
 	$(BIN)/ruff check .
 
 # The suite, then the chaos run: CI fails on any duplicate, loss, false failure or missing id under faults.
-test: venv browser postgres instance lint
+test: venv browser media-tools postgres instance lint
 	$(BIN)/pytest -q
 	$(MAKE) --no-print-directory chaos CHAOS_JSON=tests/artifacts/chaos.json \
 		CHAOS_ARGS="--sides=pipeline --time-budget=420 --quiet-limit=300"

@@ -1,8 +1,8 @@
 """Asset checks: indexed SQL through the Database resource (never loading partitions), offending rows in metadata.
 
-ERROR + blocking: `no_duplicate_posts`, `no_missing_tweet_ids` (a failure fails the post run, which the run-failure
-sensor turns into an alert). ERROR: `plan_produced_content` (the plan-health sensor alerts on it). WARN:
-`no_stuck_items`, `content_within_limits`.
+ERROR + blocking: `no_duplicate_posts`, `no_missing_tweet_ids`, `queued_media_intact` (a failure fails the post
+run, which the run-failure sensor turns into an alert). ERROR: `plan_produced_content` (the plan-health sensor
+alerts on it). WARN: `no_stuck_items`, `content_within_limits`.
 """
 
 import dagster as dg
@@ -52,6 +52,13 @@ def no_missing_tweet_ids(database: Database, config: WindowConfig) -> dg.AssetCh
     return _result(found, dg.AssetCheckSeverity.ERROR, "items_missing_ids")
 
 
+@dg.asset_check(asset=posted_tweets, blocking=True,
+                description="Every item that may still post has its media in the store, unchanged (SHA-256).")
+def queued_media_intact(database: Database) -> dg.AssetCheckResult:
+    found = integrity.missing_media(database.engine, load_settings().state_path)
+    return _result(found, dg.AssetCheckSeverity.ERROR, "items_missing_media")
+
+
 @dg.asset_check(asset=posted_tweets,
                 description="No item sits in claimed/posting past its lease, or in unknown untouched for a lease.")
 def no_stuck_items(database: Database) -> dg.AssetCheckResult:
@@ -89,4 +96,5 @@ def plan_produced_content(context: dg.AssetCheckExecutionContext, database: Data
     )
 
 
-all_checks = [no_duplicate_posts, no_missing_tweet_ids, no_stuck_items, content_within_limits, plan_produced_content]
+all_checks = [no_duplicate_posts, no_missing_tweet_ids, queued_media_intact, no_stuck_items, content_within_limits,
+              plan_produced_content]

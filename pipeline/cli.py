@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 from pipeline.handles import HandleError, canonical_handle
 from pipeline.inputs import InputError, check_timezone, parse_at, parse_enqueue_file
+from pipeline.media import MediaError, StagedMedia
 from pipeline.redact import redact
 from pipeline.settings import ConfigError, Settings, load_settings
 from pipeline.statefiles import StateFileError
@@ -121,16 +123,48 @@ def cmd_accounts_list(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+class _MediaAction(argparse.Action):
+    """--media [N:]FILE adds a file (to part N of a thread, default 1); --alt TEXT sets the preceding file's alt."""
+
+    def __call__(self, parser, namespace, value, option_string=None):  # type: ignore[no-untyped-def]
+        entries = namespace.media or []
+        if option_string == "--alt":
+            if not entries or entries[-1]["alt"] is not None:
+                parser.error("--alt TEXT goes right after the --media FILE it describes (one --alt per file)")
+            entries[-1]["alt"] = value
+        else:
+            part, _, file = value.partition(":") if re.match(r"^[0-9]+:.", value) else ("1", "", value)
+            entries.append({"part": int(part), "path": file, "alt": None})
+        namespace.media = entries
+
+
+def _cli_media(entries: list[dict[str, Any]], parts: int) -> list[list[StagedMedia]]:
+    """The --media files per part, each checked (real format, size, alt) before anything is written."""
+    from pipeline.media import check_file
+
+    media: list[list[StagedMedia]] = [[] for _ in range(parts)]
+    for entry in entries:
+        if not 1 <= entry["part"] <= parts:
+            raise UsageError(f"--media {entry['part']}:{entry['path']}: there is no part {entry['part']} "
+                             f"(the post has {parts} part{'s' if parts > 1 else ''})")
+        media[entry["part"] - 1].append(check_file(entry["path"], entry["alt"]))
+    return media
+
+
 def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline import queue
     from pipeline.content import ContentError, make_draft
+    from pipeline.media import storing
 
     labels: list[str] | None = None
     if args.file:
-        if args.text or args.thread or args.account or args.at or args.reply_to or args.topic or args.format:
-            raise UsageError("--file cannot be combined with --account/--text/--thread/--at/--reply-to/--topic/--format")
+        if (args.text or args.thread or args.account or args.at or args.reply_to or args.topic or args.format
+                or args.media):
+            raise UsageError("--file cannot be combined with --account/--text/--thread/--at/--reply-to/--topic/"
+                             "--format/--media (give media in the file's lines)")
         requests = parse_enqueue_file(args.file)
         entries = [(r.draft, r.at) for r in requests]
+        staged = [m for r in requests for m in r.media_files]
         labels = [f"--file {args.file} line {r.line}" for r in requests]
     else:
         if not args.account:
@@ -140,17 +174,24 @@ def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
         parts = [args.text] if args.text else args.thread
         if args.thread and len(args.thread) < 2:
             raise UsageError("a thread has 2 to 25 parts; --thread got 1 (use --text for a single post)")
+        media = _cli_media(args.media or [], len(parts))
+        staged = [m for part in media for m in part]
         try:
-            entries = [(make_draft(args.account, parts, args.reply_to, args.topic, args.format), parse_at(args.at))]
+            draft = make_draft(args.account, parts, args.reply_to, args.topic, args.format,
+                               [[m.ref for m in part] for part in media])
+            entries = [(draft, parse_at(args.at))]
         except ContentError as exc:
             raise UsageError(str(exc)) from None
     engine = _engine(settings)
     try:
-        ids = queue.enqueue(engine, entries, labels=labels)
+        with storing(settings.state_path, staged):
+            ids = queue.enqueue(engine, entries, labels=labels)
     except queue.EnqueueError as exc:
         raise UsageError(f"{exc}; nothing was enqueued") from None
     for item_id, (draft, at) in list(zip(ids, entries, strict=True))[:ENQUEUE_LINES_SHOWN]:
-        print(f"enqueued item {item_id} for @{draft.account} ({draft.kind}) at {queue.iso(at) or 'now'}")
+        files = sum(len(part) for part in draft.media)
+        with_media = f" with {files} media file{'s' if files > 1 else ''}" if files else ""
+        print(f"enqueued item {item_id} for @{draft.account} ({draft.kind}){with_media} at {queue.iso(at) or 'now'}")
     if len(ids) > ENQUEUE_LINES_SHOWN:
         print(f"... {len(ids)} items enqueued in all (ids {ids[0]} to {ids[-1]}); `pipeline queue` lists them")
     return EXIT_OK
@@ -365,7 +406,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--at", metavar="ISO-8601", help="when to post (default: now)")
     p.add_argument("--topic")
     p.add_argument("--format")
-    p.add_argument("--file", help="JSON lines: account, text or parts, optional at, reply_to, topic, format")
+    p.add_argument("--file", help="JSON lines: account, text or parts, optional at, reply_to, topic, format, media")
+    p.add_argument("--media", action=_MediaAction, metavar="[N:]FILE",
+                   help="attach an image, GIF or video (repeat for up to 4 images); N: attaches to part N of a thread")
+    p.add_argument("--alt", action=_MediaAction, dest="media", metavar="TEXT",
+                   help="alt text for the --media file just before it (up to 1,000 characters)")
 
     p = add("queue", cmd_queue, "items with state, schedule, tweet ids and last error")
     p.add_argument("--json", action="store_true")
@@ -436,7 +481,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(log_format=args.log_format)
         configure_logging(settings.log_format)
         return args.func(args, settings)
-    except (UsageError, ConfigError, HandleError, InputError, StateFileError) as exc:
+    except (UsageError, ConfigError, HandleError, InputError, StateFileError, MediaError) as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

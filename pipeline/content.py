@@ -11,11 +11,16 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from twitter_text import parse_tweet
 
 from pipeline.handles import HandleError, canonical_handle
+
+if TYPE_CHECKING:
+    from pipeline.media import MediaRef
 
 MAX_WEIGHTED_LENGTH = 280
 MIN_THREAD_PARTS, MAX_THREAD_PARTS = 2, 25
@@ -141,9 +146,13 @@ def text_fingerprint(text: str) -> str:
     return hashlib.sha256(normalise(text).casefold().encode()).hexdigest()[:32]
 
 
-def fingerprint(parts: list[str]) -> str:
-    """Fingerprint of a whole item (unique per account among live items)."""
+def fingerprint(parts: list[str], media_hashes: Sequence[Sequence[str]] = ()) -> str:
+    """Fingerprint of a whole item (unique per account among live items). Media hashes per part count: the
+    same text with another image is another post. Without media it is the text-only fingerprint, unchanged,
+    so rows enqueued before media stay valid."""
     joined = "\n\u241e\n".join(normalise(p).casefold() for p in parts)
+    if any(media_hashes):
+        joined += "\n\u241e media\n" + "\n".join(",".join(part) for part in media_hashes)
     return hashlib.sha256(joined.encode()).hexdigest()[:32]
 
 
@@ -157,10 +166,16 @@ class Draft:
     reply_to: str | None = None
     topic: str | None = None
     format: str | None = None
+    media: tuple[tuple[MediaRef, ...], ...] = ()  # per part; () for none
 
     @property
     def fingerprint(self) -> str:
-        return fingerprint(self.parts)
+        return fingerprint(self.parts, [[ref.sha256 for ref in part] for part in self.media])
+
+    @property
+    def media_per_part(self) -> list[list[MediaRef]]:
+        """One list per part (empty lists when the draft has no media): the `content_items.media` shape."""
+        return [list(part) for part in self.media] if self.media else [[] for _ in self.parts]
 
 
 _TWEET_ID = re.compile(r"^[0-9]{1,25}$")
@@ -172,6 +187,7 @@ def make_draft(
     reply_to: str | None = None,
     topic: str | None = None,
     format: str | None = None,
+    media: Sequence[Sequence[MediaRef]] | None = None,
 ) -> Draft:
     try:
         handle = canonical_handle(account)
@@ -185,4 +201,17 @@ def make_draft(
         if not _TWEET_ID.match(reply_to):
             raise ContentError(f"reply_to {reply_to!r} is not a tweet id (digits only)")
     kind = "reply" if reply_to else ("thread" if len(clean) > 1 else "single")
-    return Draft(account=handle, parts=clean, kind=kind, reply_to=reply_to, topic=topic, format=format)
+    per_part: tuple[tuple[MediaRef, ...], ...] = ()
+    if media and any(media):
+        if len(media) != len(clean):
+            raise ContentError(f"media is given for {len(media)} parts but the post has {len(clean)}")
+        from pipeline.media import MediaError, check_post
+
+        for i, refs in enumerate(media, start=1):
+            try:
+                check_post(refs, "the post" if len(clean) == 1 else f"part {i}")
+            except MediaError as exc:
+                raise ContentError(str(exc)) from None
+        per_part = tuple(tuple(refs) for refs in media)
+    return Draft(account=handle, parts=clean, kind=kind, reply_to=reply_to, topic=topic, format=format,
+                 media=per_part)

@@ -30,6 +30,7 @@ from assets.checks import (
     no_missing_tweet_ids,
     no_stuck_items,
     plan_produced_content,
+    queued_media_intact,
 )
 from assets.content import generated_content
 from assets.metrics import content_performance, posting_days, tweet_metrics
@@ -72,7 +73,7 @@ post_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(posted_tweets),
     tags={JOB_TAG: "post", "dagster/max_runtime": "3600"},
     description="Reconcile, then post what is due: one account per run when dispatched (tag pipeline/account), "
-                "else every account no other run holds; blocking checks for duplicates and missing tweet ids.",
+                "else every account no other run holds; blocking checks for duplicates, missing tweet ids and missing media.",
 )
 
 metrics_job = dg.define_asset_job(
@@ -126,7 +127,7 @@ resources = {
 defs = dg.Definitions(
     assets=[generated_content, posted_tweets, tweet_metrics, content_performance],
     asset_checks=[no_duplicate_posts, no_missing_tweet_ids, no_stuck_items, content_within_limits,
-                  plan_produced_content],
+                  plan_produced_content, queued_media_intact],
     jobs=[plan_job, post_job, metrics_job, performance_job, canary_job],
     schedules=[plan_schedule, metrics_schedule, performance_schedule, canary_schedule],
     sensors=[dispatch_sensor, empty_queue_sensor, plan_health_sensor, run_failure_alert_sensor, stuck_work_sensor,

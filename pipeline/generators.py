@@ -15,6 +15,12 @@ The drafts library (`DraftsLibrary`) reads a folder of `*.jsonl` and `*.md` file
     First part.
     ---
     Second part.
+    ![alt text of the image](chart.png)                              an image line attaches a file to its part
+
+Media: a JSON-lines draft gives `"media": [{"path": "chart.png", "alt": "..."}]` beside `"text"`, or parts as
+`{"text": ..., "media": [...]}`; paths are relative to the drafts folder and must stay inside it. Each file
+is checked like `pipeline enqueue --media` (a bad one drops its draft, with the reason) and copied into the
+media store when the planner enqueues the draft.
 
 A draft is *claimed* by inserting its key into `used_drafts` before it is handed out (the primary key decides
 between two concurrent planners) and released again if it could not be enqueued, so a draft reaches at most
@@ -46,6 +52,8 @@ from sqlalchemy.engine import Connection, Engine
 from pipeline import schema as s
 from pipeline.content import ContentError, fingerprint, normalise, validate_parts
 from pipeline.db import db_now, transaction
+from pipeline.inputs import InputError, MediaChecker, split_parts
+from pipeline.media import MediaError, StagedMedia, check_post
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +87,7 @@ class GeneratedDraft:
     topic: str | None
     format: str | None
     key: str
+    media: tuple[tuple[StagedMedia, ...], ...] = ()  # per part (drafts library only); () for none
 
     @property
     def kind(self) -> str:
@@ -211,13 +220,16 @@ def load_drafts(folder: Path) -> tuple[list[GeneratedDraft], list[tuple[str, str
 
     Returns (valid drafts, [(reason, detail)] for invalid ones): a bad draft must not stop the good ones.
     The same text twice is one draft (its key is the content fingerprint unless the file gives a key).
-    Cached per folder until a file changes: X's length check is slow enough to matter once per plan run.
+    Cached per folder until a file in it changes: X's length check and media probes are slow enough to
+    matter once per plan run.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise DraftsLibraryError(f"drafts folder {folder} does not exist; set PIPELINE_DRAFTS_DIR to a folder of .md or .jsonl files")
     files = _draft_files(folder)
-    stamp = (str(folder.resolve()), *((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files))
+    # Every file of the folder, media beside the drafts too: a replaced image is checked again.
+    stamp = (str(folder.resolve()), *((p.name, p.stat().st_mtime_ns, p.stat().st_size)
+                                      for p in sorted(folder.iterdir()) if p.is_file()))
     if stamp not in _LOADED:
         _LOADED[stamp] = _load_files(files)
     drafts, problems = _LOADED[stamp]
@@ -225,20 +237,26 @@ def load_drafts(folder: Path) -> tuple[list[GeneratedDraft], list[tuple[str, str
 
 
 def _load_files(files: list[Path]) -> tuple[list[GeneratedDraft], list[tuple[str, str]]]:
-    raw: list[tuple[str, dict[str, Any]]] = []
+    raw: list[tuple[Path, str, dict[str, Any]]] = []
     for path in files:
-        raw.extend(_parse_jsonl(path) if path.suffix == ".jsonl" else _parse_markdown(path))
+        raw.extend((path, where, entry) for where, entry in
+                   (_parse_jsonl(path) if path.suffix == ".jsonl" else _parse_markdown(path)))
     drafts: list[GeneratedDraft] = []
     problems: list[tuple[str, str]] = []
     seen: set[str] = set()
-    for where, entry in raw:
-        parts = entry.get("parts") or ([entry["text"]] if entry.get("text") else [])
+    checkers: dict[Path, MediaChecker] = {}
+    for path, where, entry in raw:
+        checker = checkers.setdefault(path.parent, MediaChecker(path.parent, confined=True))
         try:
-            clean = validate_parts([str(p) for p in parts])
-        except ContentError as exc:
+            texts, media = _entry_parts(entry, checker)
+            clean = validate_parts([str(p) for p in texts])
+            for i, part in enumerate(media, start=1):
+                check_post([m.ref for m in part], "the draft" if len(media) == 1 else f"part {i}")
+        except (ContentError, InputError, MediaError) as exc:
             problems.append(("invalid", f"{where}: {exc}"))
             continue
-        key = str(entry.get("key") or f"d-{fingerprint(clean)}")
+        hashes = [[m.ref.sha256 for m in part] for part in media]
+        key = str(entry.get("key") or f"d-{fingerprint(clean, hashes)}")
         if len(key) > 64:
             problems.append(("invalid", f"{where}: key {key[:20]}... is longer than 64 characters"))
             continue
@@ -247,8 +265,21 @@ def _load_files(files: list[Path]) -> tuple[list[GeneratedDraft], list[tuple[str
             continue
         seen.add(key)
         drafts.append(GeneratedDraft(parts=tuple(clean), topic=entry.get("topic") or None,
-                                     format=entry.get("format") or None, key=key))
+                                     format=entry.get("format") or None, key=key,
+                                     media=tuple(tuple(p) for p in media) if any(media) else ()))
     return drafts, problems
+
+
+def _entry_parts(entry: dict[str, Any], checker: MediaChecker) -> tuple[list[str], list[list[StagedMedia]]]:
+    """Texts and checked media per part of one library entry ('text' + 'media', or 'parts')."""
+    if entry.get("parts"):
+        if not isinstance(entry["parts"], list):
+            raise InputError("'parts' must be a list")
+        return split_parts({"parts": entry["parts"], **({"media": entry["media"]} if "media" in entry else {})},
+                           checker)
+    if not entry.get("text"):
+        return [], []
+    return split_parts({"text": str(entry["text"]), "media": entry.get("media", [])}, checker)
 
 
 def _parse_jsonl(path: Path) -> list[tuple[str, dict[str, Any]]]:
@@ -266,6 +297,7 @@ def _parse_jsonl(path: Path) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+_IMAGE_LINE = re.compile(r"^\s*!\[(?P<alt>[^\]]*)\]\((?P<path>[^)\s]+)\)\s*$")  # ![alt](file.png)
 _HEADING = re.compile(r"^##\s+(?P<topic>[^/{]+?)\s*/\s*(?P<format>[^{]+?)\s*(?:\{#(?P<key>[^}]+)\})?\s*$")
 
 
@@ -273,13 +305,15 @@ def _parse_markdown(path: Path) -> list[tuple[str, dict[str, Any]]]:
     out: list[tuple[str, dict[str, Any]]] = []
     current: dict[str, Any] | None = None
     buffer: list[str] = []
-    parts: list[str] = []
+    images: list[dict[str, Any]] = []
+    parts: list[dict[str, Any]] = []
 
     def flush_part() -> None:
         text = "\n".join(buffer).strip()
-        if text:
-            parts.append(text)
+        if text or images:
+            parts.append({"text": text, "media": list(images)})
         buffer.clear()
+        images.clear()
 
     def flush_draft() -> None:
         if current is not None:
@@ -288,6 +322,7 @@ def _parse_markdown(path: Path) -> list[tuple[str, dict[str, Any]]]:
             out.append((current.pop("where"), current))
         parts.clear()
         buffer.clear()
+        images.clear()
 
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         heading = _HEADING.match(line)
@@ -299,6 +334,8 @@ def _parse_markdown(path: Path) -> list[tuple[str, dict[str, Any]]]:
             continue  # file title
         elif line.strip() == "---" and current is not None:
             flush_part()
+        elif current is not None and (image := _IMAGE_LINE.match(line)):
+            images.append({"path": image["path"], **({"alt": image["alt"]} if image["alt"].strip() else {})})
         elif current is not None:
             buffer.append(line)
     flush_draft()

@@ -84,6 +84,7 @@ def check_health(settings: Settings, daemons: DaemonProbe | None = None, daemon_
     _breakers(report, engine)
     _items(report, engine, settings)
     _integrity(report, engine)
+    _media(report, engine, settings)
     _journal(report, settings)
     _daemons(report, daemons or DaemonProbe(), daemon_expected, settings.daemon_max_heartbeat_age_s)
     return report
@@ -166,6 +167,16 @@ def _integrity(report: HealthReport, engine: Engine) -> None:
     report.add("duplicates", OK if duplicates.ok else UNHEALTHY, f"{duplicates.total} duplicate posts", duplicates.total)
     report.add("missing_ids", OK if missing.ok else UNHEALTHY, f"{missing.total} posted items missing tweet ids",
                missing.total)
+
+
+def _media(report: HealthReport, engine: Engine, settings: Settings) -> None:
+    found = integrity.missing_media(engine, settings.state_path)
+    if found.ok:
+        report.add("media", OK, "every queued item's media is in the store, unchanged", 0)
+        return
+    first = found.rows[0]
+    report.add("media", UNHEALTHY, f"{found.total} items that may still post have missing or altered media "
+               f"(item {first['item_id']}: {first['problem']}); cancel them or enqueue them again", found.total)
 
 
 def _journal(report: HealthReport, settings: Settings) -> None:

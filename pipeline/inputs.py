@@ -2,7 +2,8 @@
 
 A file is read only when it is a regular file under a size limit (never `/dev/zero` or a pipe), as UTF-8
 with or without a BOM. An enqueue file is validated whole first: every line's unknown keys, wrong types and
-bad values are reported by line number, and nothing is enqueued unless every line is good.
+bad values are reported by line number, and nothing is enqueued unless every line is good. Media files a
+line names are checked here too (pipeline/media.py), by their real content, before anything is written.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.content import ContentError, Draft, first_hidden_character, make_draft
+from pipeline.media import MediaError, StagedMedia, check_file
 
 ENQUEUE_FILE_MAX_BYTES = 64 * 1024 * 1024  # 50,000 full threads fit; a runaway file does not
 PAST_GRACE = timedelta(minutes=5)  # an --at this little in the past is "now" (clock skew, slow typing)
@@ -25,7 +27,8 @@ MAX_ERRORS_SHOWN = 20
 ENQUEUE_KEYS: dict[str, str] = {
     "account": "the X handle (registered)",
     "text": "a single post (or give parts)",
-    "parts": "a thread: a list of 2 to 25 texts",
+    "parts": "a thread: a list of 2 to 25 texts, or of {\"text\": ..., \"media\": [...]} objects",
+    "media": "files for a single post: a list of {\"path\": FILE, \"alt\": TEXT} (path relative to this file)",
     "at": "ISO-8601 time with a zone, e.g. 2026-12-01T09:30:00Z (default: now)",
     "reply_to": "the tweet id to reply to (digits)",
     "topic": "a label for learning",
@@ -103,9 +106,59 @@ class EnqueueRequest:
     draft: Draft
     at: datetime | None
     line: int
+    media_files: tuple[StagedMedia, ...] = ()  # checked files to copy into the store with the rows
 
 
-def _line_request(obj: Any, n: int, now: datetime) -> EnqueueRequest:
+class MediaChecker:
+    """Checks media entries ({"path", "alt"}) once per file and alt: a 50,000-line file naming one image
+    reads it once. Relative paths are taken from `base` (the enqueue file's or drafts file's folder)."""
+
+    def __init__(self, base: Path, confined: bool = False) -> None:
+        self.base = base
+        self.confined = confined  # drafts name files beside them: no absolute paths, no `..` out of the folder
+        self._seen: dict[tuple[str, str | None], StagedMedia] = {}
+
+    def entries(self, value: Any, field: str) -> list[StagedMedia]:
+        if not isinstance(value, list):
+            raise InputError(f"key '{field}' must be a list of {{\"path\": FILE, \"alt\": TEXT}} objects")
+        return [self.entry(entry, f"{field}[{i}]") for i, entry in enumerate(value)]
+
+    def entry(self, entry: Any, field: str) -> StagedMedia:
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or set(entry) - {"path", "alt"}:
+            raise InputError(f"key '{field}' must be an object with 'path' (text) and optional 'alt'")
+        path = self.base / entry["path"]
+        if self.confined and not os.path.abspath(path).startswith(os.path.abspath(self.base) + os.sep):
+            raise InputError(f"media file {entry['path']}: must be inside {self.base}, beside the drafts file")
+        key = (str(path), entry.get("alt") if isinstance(entry.get("alt"), str) else repr(entry.get("alt")))
+        if key not in self._seen:
+            try:
+                self._seen[key] = check_file(path, entry.get("alt"))
+            except MediaError as exc:
+                raise InputError(str(exc)) from None
+        return self._seen[key]
+
+
+def split_parts(obj: dict[str, Any], checker: MediaChecker) -> tuple[list[str], list[list[StagedMedia]]]:
+    """Texts and media per part from an entry's 'text' (+ 'media') or 'parts' (texts or {text, media})."""
+    if "text" in obj:
+        return [obj["text"]], [checker.entries(obj["media"], "media") if "media" in obj else []]
+    if "media" in obj:
+        raise InputError("key 'media' goes with 'text'; for a thread give each part as {\"text\": ..., \"media\": [...]}")
+    texts: list[str] = []
+    media: list[list[StagedMedia]] = []
+    for i, part in enumerate(obj["parts"], start=1):
+        if isinstance(part, dict):
+            if not isinstance(part.get("text"), str) or set(part) - {"text", "media"}:
+                raise InputError(f"part {i} must be a text or an object with 'text' and optional 'media'")
+            texts.append(part["text"])
+            media.append(checker.entries(part.get("media", []), f"parts[{i - 1}].media"))
+        else:
+            texts.append(part)
+            media.append([])
+    return texts, media
+
+
+def _line_request(obj: Any, n: int, now: datetime, checker: MediaChecker) -> EnqueueRequest:
     if not isinstance(obj, dict):
         raise InputError(f"line {n}: must be a JSON object such as {{\"account\": \"alice\", \"text\": \"...\"}}")
     unknown = sorted(set(obj) - set(ENQUEUE_KEYS))
@@ -117,8 +170,9 @@ def _line_request(obj: Any, n: int, now: datetime) -> EnqueueRequest:
         raise InputError(f"line {n}: give exactly one of the keys 'text' or 'parts'")
     if "text" in obj and not isinstance(obj["text"], str):
         raise InputError(f"line {n}: key 'text' must be a string, not {type(obj['text']).__name__}")
-    if "parts" in obj and not (isinstance(obj["parts"], list) and all(isinstance(p, str) for p in obj["parts"])):
-        raise InputError(f"line {n}: key 'parts' must be a list of strings")
+    if "parts" in obj and not (isinstance(obj["parts"], list)
+                               and all(isinstance(p, str | dict) for p in obj["parts"])):
+        raise InputError(f"line {n}: key 'parts' must be a list of texts or {{\"text\", \"media\"}} objects")
     if "parts" in obj and len(obj["parts"]) < 2:
         raise InputError(f"line {n}: key 'parts' needs 2 to 25 parts; use 'text' for a single post")
     reply_to = obj.get("reply_to")
@@ -128,13 +182,13 @@ def _line_request(obj: Any, n: int, now: datetime) -> EnqueueRequest:
         at = parse_at(obj.get("at"), "key 'at'", now)
     except InputError as exc:
         raise InputError(f"line {n}: {exc}") from None
-    parts = [obj["text"]] if "text" in obj else obj["parts"]
     try:
+        parts, media = split_parts(obj, checker)
         draft = make_draft(obj["account"], parts, None if reply_to is None else str(reply_to),
-                           obj.get("topic"), obj.get("format"))
-    except ContentError as exc:
+                           obj.get("topic"), obj.get("format"), [[m.ref for m in part] for part in media])
+    except (ContentError, InputError) as exc:
         raise InputError(f"line {n}: {exc}") from None
-    return EnqueueRequest(draft, at, n)
+    return EnqueueRequest(draft, at, n, tuple(m for part in media for m in part))
 
 
 def parse_enqueue_file(path: str | Path, now: datetime | None = None) -> list[EnqueueRequest]:
@@ -143,6 +197,7 @@ def parse_enqueue_file(path: str | Path, now: datetime | None = None) -> list[En
     now = now or datetime.now(UTC)
     requests: list[EnqueueRequest] = []
     errors: list[str] = []
+    checker = MediaChecker(Path(path).parent)
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -151,7 +206,7 @@ def parse_enqueue_file(path: str | Path, now: datetime | None = None) -> list[En
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise InputError(f"line {n}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-            requests.append(_line_request(obj, n, now))
+            requests.append(_line_request(obj, n, now, checker))
         except InputError as exc:
             errors.append(str(exc))
     if errors:

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,6 +30,7 @@ from sqlalchemy.engine import Connection, Engine
 from pipeline import schema as s
 from pipeline.content import ContentError, validate_parts
 from pipeline.db import db_now, is_sqlite
+from pipeline.media import from_column, verify
 
 items = s.content_items
 tweets = s.tweets
@@ -324,6 +326,44 @@ def _content_problem(parts: Any) -> str | None:
     except ContentError as exc:
         return str(exc)
     return None
+
+
+# --------------------------------------------------------------------------- media
+
+
+MEDIA_STATES = (s.QUEUED, s.CLAIMED, s.POSTING, s.UNKNOWN, s.PENDING_APPROVAL)  # items that may still post
+
+
+def missing_media(engine: Engine, state_dir: str | Path, limit: int = MAX_ROWS) -> Finding:
+    """Items that may still be posted whose media file is missing from the store or no longer matches its
+    hash: posting them would send other bytes than were checked, or fail halfway through a thread.
+
+    SQL keeps only rows whose media JSON names a file (text-only items are skipped); each named file is
+    hashed once per run, however many items share it."""
+    started = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    problems: dict[str, str | None] = {}
+    checked = 0
+    with _reader(engine) as conn:
+        query = sa.select(items.c.id, items.c.account, items.c.state, items.c.media).where(
+            items.c.state.in_(list(MEDIA_STATES)), items.c.media.is_not(None),
+            sa.cast(items.c.media, sa.Text).like('%"sha256"%'),
+        ).order_by(items.c.id)
+        candidates = conn.execute(query).all()
+    for r in candidates:
+        checked += 1
+        for part, refs in enumerate(from_column(r.media, len(r.media)), start=1):
+            for ref in refs:
+                if ref.sha256 not in problems:
+                    problems[ref.sha256] = verify(state_dir, ref)
+                if problems[ref.sha256]:
+                    rows.append({"item_id": r.id, "account": r.account, "state": r.state, "part": part,
+                                 "sha256": ref.sha256, "problem": problems[ref.sha256]})
+        if len(rows) >= limit:
+            break
+    return Finding("missing_media", len({row["item_id"] for row in rows}), rows,
+                   f"items that may still post ({checked} with media, {len(problems)} files hashed)",
+                   len(rows) >= limit, _ms(started))
 
 
 # --------------------------------------------------------------------------- breakers

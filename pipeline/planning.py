@@ -40,6 +40,7 @@ from pipeline.content import ContentError, Draft, make_draft
 from pipeline.db import DatabaseError, db_now
 from pipeline.generators import ShingleIndex, recent_texts
 from pipeline.learning import DEFAULT_FLOOR, thompson_choice
+from pipeline.media import MediaError, storing
 from pipeline.queue import EnqueueError, enqueue
 
 log = logging.getLogger(__name__)
@@ -416,9 +417,10 @@ def plan(
                         break
                     continue
                 try:
-                    ids = enqueue(engine, [(draft, slot)], source="planner",
-                                  approved=not getattr(settings, "require_approval", False))
-                except EnqueueError as exc:
+                    with storing(settings.state_path, [m for part in getattr(raw, "media", ()) for m in part]):
+                        ids = enqueue(engine, [(draft, slot)], source="planner",
+                                      approved=not getattr(settings, "require_approval", False))
+                except (EnqueueError, MediaError) as exc:
                     _release(generator, raw)
                     report.drop("enqueue_refused", f"@{handle}: {exc}")
                     continue
@@ -468,7 +470,9 @@ def _draft_for_slot(
             report.drop("generator_empty", f"@{handle}: {why}")
             continue
         try:
-            draft = make_draft(handle, list(generated.parts), topic=generated.topic, format=generated.format)
+            media = [[m.ref for m in part] for part in getattr(generated, "media", ())]
+            draft = make_draft(handle, list(generated.parts), topic=generated.topic, format=generated.format,
+                               media=media or None)
         except ContentError as exc:
             report.drop("invalid", f"@{handle} {generated.key}: {exc}")
             continue

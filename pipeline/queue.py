@@ -30,6 +30,7 @@ from pipeline import schema as s
 from pipeline.content import Draft
 from pipeline.db import DatabaseError, db_now, is_sqlite, now_sql, transaction, worker_id
 from pipeline.handles import canonical_handle
+from pipeline.media import MediaRef, column_value, from_column
 
 items = s.content_items
 
@@ -60,6 +61,7 @@ class Item:
     last_error: str | None
     posted_at: datetime | None
     tweet_ids: list[str] = field(default_factory=list)
+    media: list[list[MediaRef]] = field(default_factory=list)  # per part; files in the media store
 
     @property
     def next_part(self) -> int:
@@ -86,6 +88,7 @@ class Item:
             "error_class": self.error_class,
             "last_error": self.last_error,
             "posted_at": iso(self.posted_at),
+            "media": [[ref.as_json() for ref in part] for part in self.media],
         }
 
 
@@ -101,7 +104,7 @@ def _row_to_item(row: Any, tweet_ids: list[str]) -> Item:
         scheduled_at=m["scheduled_at"], attempts=m["attempts"], failures=m["failures"],
         unknown_checks=m["unknown_checks"], last_checked_at=m["last_checked_at"], lease_owner=m["lease_owner"],
         lease_expires_at=m["lease_expires_at"], error_class=m["error_class"], last_error=m["last_error"],
-        posted_at=m["posted_at"], tweet_ids=tweet_ids,
+        posted_at=m["posted_at"], tweet_ids=tweet_ids, media=from_column(m["media"], len(m["parts"])),
     )
 
 
@@ -195,7 +198,7 @@ def enqueue(engine: Engine, entries: Iterable[tuple[Draft, datetime | None]], so
             rows = [{
                 "account": draft.account, "kind": draft.kind, "parts": draft.parts, "part_count": len(draft.parts),
                 "reply_to": draft.reply_to, "topic": draft.topic, "format": draft.format,
-                "fingerprint": draft.fingerprint, "state": s.QUEUED if approved else s.PENDING_APPROVAL, "scheduled_at": (at or now).astimezone(UTC),
+                "media": column_value(draft.media_per_part), "fingerprint": draft.fingerprint, "state": s.QUEUED if approved else s.PENDING_APPROVAL, "scheduled_at": (at or now).astimezone(UTC),
                 "source": source, "created_at": now, "updated_at": now,
             } for draft, at in entries[start:start + ENQUEUE_CHUNK]]
             with transaction(engine) as conn:

@@ -102,6 +102,8 @@ content_items = sa.Table(
     sa.Column("posted_at", UtcDateTime),
     # Tweet rows of this item, kept by database triggers on `tweets` (migration 0006): the missing-id check.
     sa.Column("tweets_recorded", sa.Integer, nullable=False, server_default="0"),
+    # Per part, a list of MediaRef JSON (pipeline/media.py); NULL on rows from before media (migration 0007).
+    sa.Column("media", sa.JSON),
     sa.CheckConstraint("kind IN ('single', 'thread', 'reply')", name="kind"),
     sa.CheckConstraint(
         "state IN ('queued', 'claimed', 'posting', 'posted', 'unknown', 'failed', 'cancelled', 'needs_review', "

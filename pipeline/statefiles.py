@@ -13,8 +13,10 @@ import logging
 import os
 import secrets
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 log = logging.getLogger("pipeline.statefiles")
 
@@ -49,22 +51,31 @@ def path_under(root: Path, *names: str) -> Path:
     return target
 
 
-def write_private(path: str | Path, data: bytes) -> Path:
-    """Write `data` to `path` atomically with mode 0600, never following a link at any step."""
+@contextmanager
+def private_writer(path: str | Path) -> Iterator[BinaryIO]:
+    """A file handle whose bytes replace `path` atomically (mode 0600) when the block ends without error,
+    never following a link at any step; on an error nothing is left behind. Streams: a 512 MB video need
+    not fit in memory."""
     target = Path(os.path.abspath(path))
     private_dir(target.parent)
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return target
+
+
+def write_private(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` atomically with mode 0600, never following a link at any step."""
+    with private_writer(path) as fh:
+        fh.write(data)
+    return Path(os.path.abspath(path))
 
 
 def write_secret_file(path: str | Path, data: dict[str, Any]) -> Path:

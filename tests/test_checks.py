@@ -15,6 +15,7 @@ from assets.checks import (
     no_duplicate_posts,
     no_missing_tweet_ids,
     no_stuck_items,
+    queued_media_intact,
 )
 from assets.content import generated_content
 from assets.posting import posted_tweets
@@ -30,7 +31,7 @@ def instance() -> Iterator[dg.DagsterInstance]:
         yield inst
 
 
-ALL_CHECKS = [no_duplicate_posts, no_missing_tweet_ids, no_stuck_items, content_within_limits]
+ALL_CHECKS = [no_duplicate_posts, no_missing_tweet_ids, queued_media_intact, no_stuck_items, content_within_limits]
 
 
 def _resources(db_url: str) -> dict:
@@ -40,7 +41,7 @@ def _resources(db_url: str) -> dict:
 
 
 def run_checks(db_url: str, instance: dg.DagsterInstance) -> dict[str, dg.AssetCheckEvaluation]:
-    """Execute the four checks as a checks-only run on the instance (the assets are not materialised)."""
+    """Execute every check as a checks-only run on the instance (the assets are not materialised)."""
     job = dg.define_asset_job("checks_only", selection=dg.AssetSelection.checks(*ALL_CHECKS))
     defs = dg.Definitions(assets=[generated_content, posted_tweets], asset_checks=ALL_CHECKS, jobs=[job],
                           resources=_resources(db_url))

@@ -31,6 +31,7 @@ CHECKS = {
     ("posted_tweets", "no_duplicate_posts"), ("posted_tweets", "no_missing_tweet_ids"),
     ("posted_tweets", "no_stuck_items"), ("generated_content", "content_within_limits"),
     ("generated_content", "plan_produced_content"),
+    ("posted_tweets", "queued_media_intact"),
 }
 JOBS = {"plan_job", "post_job", "metrics_job", "performance_job", "canary_job"}
 # posting is dispatched by a sensor, not a schedule
@@ -140,15 +141,22 @@ def test_freshness_policies_on_the_three_pipeline_assets() -> None:
 
 
 def test_checks_on_posted_tweets_are_blocking() -> None:
-    from assets.checks import content_within_limits, no_duplicate_posts, no_missing_tweet_ids, no_stuck_items
+    from assets.checks import (
+        content_within_limits,
+        no_duplicate_posts,
+        no_missing_tweet_ids,
+        no_stuck_items,
+        queued_media_intact,
+    )
 
-    specs = {spec.name: spec for c in (no_duplicate_posts, no_missing_tweet_ids, no_stuck_items, content_within_limits)
-             for spec in c.check_specs}
+    specs = {spec.name: spec for c in (no_duplicate_posts, no_missing_tweet_ids, no_stuck_items, content_within_limits,
+                                       queued_media_intact) for spec in c.check_specs}
     assert specs["no_duplicate_posts"].blocking and specs["no_missing_tweet_ids"].blocking
+    assert specs["queued_media_intact"].blocking
     assert not specs["no_stuck_items"].blocking and not specs["content_within_limits"].blocking
     # The post job runs the checks after posting.
     post_checks = {k.name for k in defs.resolve_job_def("post_job").asset_layer.asset_graph.asset_check_keys}
-    assert {"no_duplicate_posts", "no_missing_tweet_ids", "no_stuck_items"} <= post_checks
+    assert {"no_duplicate_posts", "no_missing_tweet_ids", "queued_media_intact", "no_stuck_items"} <= post_checks
 
 
 def test_metrics_are_partitioned_by_posting_day() -> None:
@@ -398,7 +406,8 @@ def test_post_job_with_nothing_due_posts_nothing_and_passes_its_checks(
     assert metadata["posted"].value == 0 and metadata["duplicates_found"].value == 0
     assert metadata["failed_total"].value == 0 and metadata["queue_depth"].value == 0
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks == {"no_duplicate_posts": True, "no_missing_tweet_ids": True, "no_stuck_items": True}
+    assert checks == {"no_duplicate_posts": True, "no_missing_tweet_ids": True, "no_stuck_items": True,
+                      "queued_media_intact": True}
     assert jobruns.last_success(engine, jobruns.POST) is not None
 
 
