@@ -26,6 +26,7 @@ from assets.checks import queued_media_intact
 from pipeline import integrity, media, queue
 from pipeline.cli import main
 from pipeline.content import fingerprint, make_draft
+from pipeline.daemons import DaemonProbe
 from pipeline.generators import DraftsLibrary, load_drafts
 from pipeline.health import check_health
 from pipeline.planning import plan
@@ -356,10 +357,10 @@ def test_check_flags_missing_and_altered_media(engine: sa.Engine, db_url: str, t
 def test_health_reports_missing_media(engine: sa.Engine, db_url: str, tmp_path: Path) -> None:
     settings = load_settings(env={"PIPELINE_DATABASE_URL": db_url, "PIPELINE_STATE_DIR": str(tmp_path / "state")})
     item_id, one, _ = _queued_with_media(engine, settings.state_path, tmp_path)
-    report = check_health(settings, daemon_heartbeat_age_s=5.0, engine=engine)
+    report = check_health(settings, DaemonProbe.beating(), engine=engine)
     assert {f.name: f.status for f in report.findings}["media"] == "ok"
     media.media_path(settings.state_path, one.sha256).unlink()
-    report = check_health(settings, daemon_heartbeat_age_s=5.0, engine=engine)
+    report = check_health(settings, DaemonProbe.beating(), engine=engine)
     finding = {f.name: f for f in report.findings}["media"]
     assert finding.status == "unhealthy" and report.exit_code == 2
     assert f"item {item_id}" in finding.reason and one.sha256[:12] in finding.reason
