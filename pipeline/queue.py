@@ -30,6 +30,7 @@ from pipeline import schema as s
 from pipeline.content import Draft
 from pipeline.db import DatabaseError, db_now, is_sqlite, now_sql, transaction, worker_id
 from pipeline.handles import canonical_handle
+from pipeline.media import MediaRef
 
 items = s.content_items
 
@@ -60,6 +61,10 @@ class Item:
     last_error: str | None
     posted_at: datetime | None
     tweet_ids: list[str] = field(default_factory=list)
+    media: list[list[MediaRef]] = field(default_factory=list)  # per part; filled by the enqueue side's storage
+
+    def part_media(self, part_index: int) -> list[MediaRef]:
+        return self.media[part_index] if part_index < len(self.media) else []
 
     @property
     def next_part(self) -> int:

@@ -78,6 +78,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("metrics_per_run", int, 20, "Most posts one metrics run reads"),
     Setting("require_approval", bool, False, "Planned items wait as pending_approval until `pipeline approve`"),
     Setting("dispatch_horizon_s", float, 60.0, "A posting run starts this many seconds before an account's next due item and waits for its minute"),
+    Setting("media_timeout_s", float, 180.0, "Wait for X to upload and process a post's media; past it nothing was sent and the post is retried"),
 )
 
 
@@ -152,6 +153,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "alert_cooldown_s": _NOT_NEGATIVE,
     "nav_timeout_s": _POSITIVE,
     "post_timeout_s": _POSITIVE,
+    "media_timeout_s": _POSITIVE,
     "reconcile_timeout_s": _POSITIVE,
     "reconcile_settle_s": _rule(lambda v: v > 0, "must be more than 0 seconds: an unknown post is re-queued only "
                                 "after two timeline checks this far apart"),

@@ -1,0 +1,104 @@
+"""Media go live exactly as given, on the one posting path: real Chromium, the sandbox's x.com upload flow.
+
+Ground truth is the sandbox's record of each post's media (SHA-256 of the bytes X received, type, alt text).
+Until the enqueue side stores media with items, pipeline-level tests give an item its media through
+`queue._row_to_item` (the one place items are built), the field the enqueue side fills.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline import queue
+from pipeline.browser import BrowserSession, write_secret_file
+from pipeline.failures import NothingSent
+from pipeline.media import MediaRef
+from pipeline.xweb import XWebClient
+from sandbox.client import SandboxAdmin
+from tests import media_files as mf
+from tests.fixtures_world import World
+
+Media = list[tuple[Path, MediaRef]]
+
+
+@pytest.fixture
+def client(sandbox: SandboxAdmin, browser_session: BrowserSession, tmp_path: Path) -> XWebClient:
+    session = write_secret_file(tmp_path / "alice.json", sandbox.create_account("alice"))
+    browser_session.reset_account("alice")
+    page = browser_session.page("alice", session)
+    return XWebClient(page, sandbox.url, "alice", nav_timeout_s=10, post_timeout_s=5, media_timeout_s=15)
+
+
+def truth_media(sandbox: SandboxAdmin, tweet_id: str) -> list[tuple[str, str, str | None]]:
+    (tweet,) = [t for t in sandbox.tweets() if t["id"] == tweet_id]
+    return [(m["sha256"], m["kind"], m["alt"]) for m in tweet["media"]]
+
+
+def expected(media: Media) -> list[tuple[str, str, str | None]]:
+    kinds = {"image": "photo", "gif": "animated_gif", "video": "video"}
+    return [(ref.sha256, kinds[ref.kind], ref.alt) for _, ref in media]
+
+
+def four_images(tmp_path: Path) -> Media:
+    alts = ["A red square", None, "Line one of a chart & its <axis>", "Ünïcode alt 😀"]
+    return [mf.stored(tmp_path / "store", mf.image(tmp_path / f"i{n}.png", seed=n), alt) for n, alt in enumerate(alts)]
+
+
+# ------------------------------------------------------------------------------------------------ the client
+
+
+def test_four_images_a_gif_and_a_video_go_live_as_given_single_thread_part_and_reply(
+    client: XWebClient, sandbox: SandboxAdmin, tmp_path: Path
+) -> None:
+    images = four_images(tmp_path)
+    animation = [mf.stored(tmp_path / "store", mf.gif(tmp_path / "a.gif", seed=7), "A looping cat")]
+    clip = [mf.stored(tmp_path / "store", mf.video(tmp_path / "v.mp4"), "A test card, one second")]
+    single = client.post("Four images in one post", media=images)
+    part_two = client.post("Thread part two, with a GIF", in_reply_to=single, media=animation)
+    other = client.post("Someone's post to answer")
+    reply = client.post("A reply with a video", in_reply_to=other, media=clip)
+    assert truth_media(sandbox, single) == expected(images)
+    assert truth_media(sandbox, part_two) == expected(animation)
+    assert truth_media(sandbox, reply) == expected(clip)
+    assert truth_media(sandbox, other) == []
+    stored = {t["id"]: t for t in sandbox.tweets()}
+    assert stored[single]["text"] == "Four images in one post"
+    assert stored[part_two]["in_reply_to"] == single and stored[reply]["in_reply_to"] == other
+
+
+def test_the_timeline_shows_the_media_and_the_page_renders_images_with_their_alt_text(
+    client: XWebClient, sandbox: SandboxAdmin, tmp_path: Path
+) -> None:
+    images = four_images(tmp_path)[:2]
+    tweet_id = client.post("Two images, one described", media=images)
+    read = client.read_timeline(not_before=None)
+    (post,) = [p for p in read.posts if p.tweet_id == tweet_id]
+    assert post.text == "Two images, one described"  # the media link X appends is not part of the text
+    assert post.media == (("photo", "A red square"), ("photo", ""))
+    alts = client.page.eval_on_selector_all('[data-testid="tweetPhoto"] img', "els => els.map(e => e.alt)")
+    assert alts[:2] == ["A red square", "Image"]
+    loaded = client.page.eval_on_selector_all('[data-testid="tweetPhoto"] img', "els => els.map(e => e.naturalWidth)")
+    assert loaded[:2] == [64, 64]
+
+
+@pytest.mark.parametrize("fault", ["upload_error", "processing_failed", "processing_stuck"])
+def test_an_upload_fault_sends_nothing_and_the_retry_posts_once_with_every_medium(
+    client: XWebClient, sandbox: SandboxAdmin, tmp_path: Path, fault: str
+) -> None:
+    clip = [mf.stored(tmp_path / "store", mf.video(tmp_path / "v.mp4"), "Clip")]
+    images = four_images(tmp_path)[:2]
+    for media in (clip, images):
+        sandbox.set_faults({fault: {"p": 1.0, "times": 1}})
+        client.media_timeout_ms = 4000  # a stuck upload is given up on after this
+        before = sandbox.tweets()
+        with pytest.raises(NothingSent):
+            client.post(f"Retried after {fault} ({len(media)})", media=media)
+        assert sandbox.tweets() == before  # nothing went out, not even without its media
+        assert sandbox.state()["faults_fired"][fault] == 1
+        tweet_id = client.post(f"Retried after {fault} ({len(media)})", media=media)
+        assert truth_media(sandbox, tweet_id) == expected(media)
+        assert len(sandbox.tweets()) == len(before) + 1
