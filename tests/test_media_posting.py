@@ -8,6 +8,7 @@ Until the enqueue side stores media with items, pipeline-level tests give an ite
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +103,68 @@ def test_an_upload_fault_sends_nothing_and_the_retry_posts_once_with_every_mediu
         tweet_id = client.post(f"Retried after {fault} ({len(media)})", media=media)
         assert truth_media(sandbox, tweet_id) == expected(media)
         assert len(sandbox.tweets()) == len(before) + 1
+
+
+# ------------------------------------------------------------------------------------------------ the pipeline
+
+
+def give_media(monkeypatch: pytest.MonkeyPatch, media: dict[int, list[list[MediaRef]]]) -> None:
+    """Items carry these media (by item id), as they will once the enqueue side stores them."""
+    build = queue._row_to_item
+
+    def with_media(row: Any, tweet_ids: list[str]) -> queue.Item:
+        item = build(row, tweet_ids)
+        item.media = media.get(item.id, [])
+        return item
+
+    monkeypatch.setattr(queue, "_row_to_item", with_media)
+
+
+def settle(world: World, item_id: int, runs: int = 6) -> queue.Item:
+    for _ in range(runs):
+        world.post()
+        item = queue.get_item(world.engine, item_id)
+        if item.state in ("posted", "failed", "needs_review"):
+            return item
+        time.sleep(world.settings.reconcile_settle_s)
+        world.make_due()
+    return queue.get_item(world.engine, item_id)
+
+
+@pytest.mark.parametrize("fault", ["upload_error", "processing_failed", "processing_stuck"])
+def test_after_an_upload_fault_the_item_is_posted_once_with_all_its_media(
+    world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fault: str
+) -> None:
+    # a stuck upload is given up on after this
+    world.settings = replace(world.settings, values={**world.settings.values, "media_timeout_s": 4.0})
+    images = [mf.stored(world.state_dir, mf.image(tmp_path / f"p{n}.png", seed=10 + n), f"Photo {n}") for n in range(2)]
+    item_id = world.enqueue("alice", f"Two photos, after {fault}")
+    give_media(monkeypatch, {item_id: [[ref for _, ref in images]]})
+    world.sandbox.set_faults({fault: {"p": 1.0, "times": 1}})
+    first = world.post()
+    assert queue.get_item(world.engine, item_id).state == "queued" and world.truth() == []
+    assert first.posted == 0
+    final = settle(world, item_id)
+    truth = world.truth()
+    assert final.state == "posted" and [t["id"] for t in truth] == final.tweet_ids
+    assert [(m["sha256"], m["alt"]) for m in truth[0]["media"]] == [(ref.sha256, ref.alt) for _, ref in images]
+
+
+def test_a_stall_after_x_stored_a_post_with_media_is_reconciled_to_posted_never_posted_twice(
+    world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    world.sandbox.set_rules(duplicate_window_hours=0)  # X's duplicate rule is no guard: measure ours
+    clip = mf.stored(world.state_dir, mf.video(tmp_path / "v.mp4"), "A one-second test card")
+    photo = mf.stored(world.state_dir, mf.image(tmp_path / "p.png", seed=3), "The same words, another photo")
+    text = "Same words, with media"
+    # the same text went out by hand with another medium: reconciliation must not take it for ours
+    page = world.browser.page("alice", world.state_dir / "sessions" / "alice.json")
+    decoy = XWebClient(page, world.settings.x_base_url, "alice").post(text, media=[photo])
+    item_id = world.enqueue("alice", text)
+    give_media(monkeypatch, {item_id: [[clip[1]]]})
+    world.sandbox.set_faults({"post_commit_stall": {"p": 1.0, "seconds": 30, "times": 1}})
+    final = settle(world, item_id)
+    ours = [t for t in world.truth() if t["media"] and t["media"][0]["kind"] == "video"]
+    assert len(ours) == 1, f"X holds {len(ours)} posts with the video"
+    assert final.state == "posted" and final.tweet_ids == [ours[0]["id"]] != [decoy]
+    assert len(world.truth()) == 2
