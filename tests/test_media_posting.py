@@ -168,3 +168,44 @@ def test_a_stall_after_x_stored_a_post_with_media_is_reconciled_to_posted_never_
     assert len(ours) == 1, f"X holds {len(ours)} posts with the video"
     assert final.state == "posted" and final.tweet_ids == [ours[0]["id"]] != [decoy]
     assert len(world.truth()) == 2
+
+
+# ------------------------------------------------------------------------------------------------ the sandbox
+
+
+def _upload(store: Any, handle: str, mime: str, data: bytes) -> str:
+    _, init = store.uploads.command(handle, {"command": "INIT", "total_bytes": str(len(data)), "media_type": mime}, b"")
+    media_id = init["media_id_string"]
+    store.uploads.command(handle, {"command": "APPEND", "media_id": media_id, "segment_index": "0"}, data)
+    store.uploads.command(handle, {"command": "FINALIZE", "media_id": media_id}, b"")
+    return media_id
+
+
+def test_create_tweet_refuses_media_x_would_refuse_and_stores_nothing() -> None:
+    from sandbox.media import PROCESSING_S, UploadRefused
+    from sandbox.state import Store
+
+    store = Store()
+    for handle in ("alice", "bob"):
+        store.issue_session(handle)
+    photos = [_upload(store, "alice", "image/png", bytes([n]) * 10) for n in range(5)]
+    clip = _upload(store, "alice", "video/mp4", b"video bytes")  # processing: not ready for PROCESSING_S
+    bobs = _upload(store, "bob", "image/png", b"bob's photo")
+
+    def post(ids: list[str]) -> Any:
+        return store.post("alice", "With media", None, {"media_entities": [{"media_id": i} for i in ids]})
+
+    for ids in (photos, [photos[0], clip], [clip], [bobs], ["123"]):  # 5 images, mixed, unprocessed, foreign, unknown
+        result = post(ids)
+        assert result.tweet is None and result.body["errors"][0]["code"] == 324, ids
+    assert store.tweets() == []
+    time.sleep(PROCESSING_S)
+    assert store.uploads.command("alice", {"command": "STATUS", "media_id": clip}, b"")[1]["processing_info"][
+        "state"] == "succeeded"
+    assert post([clip]).tweet["media"][0]["kind"] == "video"
+    with pytest.raises(UploadRefused):  # a GIF over 15 MB is refused at INIT
+        store.uploads.command("alice", {"command": "INIT", "total_bytes": str(16 * 2**20), "media_type": "image/gif"},
+                              b"")
+    with pytest.raises(UploadRefused):  # FINALIZE with fewer bytes than INIT announced
+        _, init = store.uploads.command("alice", {"command": "INIT", "total_bytes": "9", "media_type": "image/png"}, b"")
+        store.uploads.command("alice", {"command": "FINALIZE", "media_id": init["media_id_string"]}, b"")
