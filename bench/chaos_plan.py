@@ -42,6 +42,7 @@ class ChaosConfig:
     workers: int = 3
     runner: str = DEFAULT_RUNNER
     thread_share: float = 0.2  # items that are 2-3 part threads
+    media_share: float = 0.25  # items with media on one part: images (1-4), a GIF or a video, most with alt text
     exact_now_share: float = 0.4  # items scheduled at exactly the database's now()
     spread_s: float = 0.0  # the rest are spread over this many seconds (0: derived from posts)
     # pipeline settings for every worker (both sides read the same PIPELINE_* values)
@@ -117,6 +118,8 @@ class PlanItem:
     account: str
     parts: list[str]
     offset_s: float | None  # None: exactly the database's now() at enqueue
+    # per part: [{"kind": "image"|"gif"|"video", "seed": n, "alt": str | None}] (files made by `write_media`)
+    media: list[list[dict[str, Any]]] = field(default_factory=list)
 
 
 def handles(count: int) -> list[str]:
@@ -127,6 +130,7 @@ def make_plan(cfg: ChaosConfig) -> list[PlanItem]:
     """N items over the accounts: singles and some threads, unique text per account, seeded. Texts carry what
     x.com renders differently from what was typed: line breaks, URLs, bare domains, emoji, mentions, `&`."""
     rng = random.Random(f"{cfg.seed}:plan")
+    media_rng = random.Random(f"{cfg.seed}:media")
     accounts = handles(cfg.accounts)
     plan = []
     for key in range(1, cfg.posts + 1):
@@ -144,12 +148,51 @@ def make_plan(cfg: ChaosConfig) -> list[PlanItem]:
         else:
             parts = [dress(f"{head}: {words}")]
         offset = None if rng.random() < cfg.exact_now_share else round(rng.uniform(0, cfg.spread_s), 6)
-        plan.append(PlanItem(key, account, parts, offset))
+        plan.append(PlanItem(key, account, parts, offset, _media_for(media_rng, cfg, key, len(parts))))
     return plan
+
+
+def _media_for(rng: random.Random, cfg: ChaosConfig, key: int, parts: int) -> list[list[dict[str, Any]]]:
+    """Media for one item (its own random stream, so texts stay as before for a seed): none for most items;
+    for `media_share` of them one part carries 1-4 images, a GIF or a video, with alt text or without."""
+    if rng.random() >= cfg.media_share:
+        return []
+    kind = rng.choices(("image", "gif", "video"), weights=(6, 2, 2))[0]
+    count = rng.randint(1, 4) if kind == "image" else 1
+    chosen = rng.randrange(parts)
+    items = [{"kind": kind, "seed": key * 10 + n, "alt": (f"chaos #{key} {kind} {n}" if rng.random() < 0.7 else None)}
+             for n in range(count)]  # fmt: skip
+    return [items if i == chosen else [] for i in range(parts)]
+
+
+MEDIA_SUFFIX = {"image": ".png", "gif": ".gif", "video": ".mp4"}
+
+
+def write_media(item: PlanItem, folder: Path) -> list[list[tuple[Path, str | None]]]:
+    """The item's media files, made from their seeds (the same plan makes the same bytes), as (path, alt) per
+    part: what the harness hands to `pipeline enqueue --media FILE --alt TEXT`."""
+    from tests import media_files  # Pillow and ffmpeg: only when a plan with media is written
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out: list[list[tuple[Path, str | None]]] = []
+    for specs in item.media:
+        files = []
+        for spec in specs:
+            path = folder / f"{spec['seed']}{MEDIA_SUFFIX[spec['kind']]}"
+            if not path.exists():
+                if spec["kind"] == "image":
+                    media_files.image(path, seed=spec["seed"])
+                elif spec["kind"] == "gif":
+                    media_files.gif(path, seed=spec["seed"])
+                else:
+                    media_files.video(path, seconds=1.0 + spec["seed"] % 7 / 10)
+            files.append((path, spec["alt"]))
+        out.append(files)
+    return out
 
 
 def expected(plan: list[PlanItem]) -> list[dict[str, Any]]:
     """The plan as the checker reads it: what the harness asked for, never what a side recorded."""
-    return [{"id": p.key, "account": p.account, "parts": list(p.parts)} for p in plan]
+    return [{"id": p.key, "account": p.account, "parts": list(p.parts), "media": p.media} for p in plan]
 
 

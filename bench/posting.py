@@ -1,5 +1,6 @@
 """Per-post time of the full posting protocol against the sandbox (no injected latency): the pipeline's
 one reused browser beside a fresh browser per post, in the same run; and browser memory over 300 posts.
+Posts with media: bench/posting_media.py.
 
     .venv/bin/python bench/posting.py [--posts 300] [--fresh-posts 20]
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -42,6 +43,7 @@ from pipeline.failures import (
 )
 from pipeline.journal import Journal
 from pipeline.logs import log_event
+from pipeline.media import MediaRef, media_path
 from pipeline.settings import Settings
 from pipeline.xtimeline import find_post
 from pipeline.xweb import XWebClient
@@ -162,7 +164,7 @@ class AccountPoster:
             page = self.browser.page(self.handle, self.session_path)
             st = self.settings
             self._client = XWebClient(page, st.x_base_url, self.handle, st.nav_timeout_s, st.post_timeout_s,
-                                      st.reconcile_timeout_s)
+                                      st.reconcile_timeout_s, st.media_timeout_s)
         return self._client
 
     def event(self, name: str, level: int = logging.INFO, **fields: Any) -> None:
@@ -250,7 +252,8 @@ class AccountPoster:
             fields = {"item_id": item.id, "attempt_id": attempt_id, "part": part}
             self.event("posting", **fields)
             try:
-                tweet_id = self.client.post(item.parts[part], in_reply_to=item.reply_target(part))
+                tweet_id = self.client.post(item.parts[part], in_reply_to=item.reply_target(part),
+                                            media=self._part_media(item, part))
             except TextMismatch as exc:
                 return self.on_mismatch(item, part, attempt_id, exc)
             except XError as exc:
@@ -379,7 +382,8 @@ class AccountPoster:
         known = self._recorded_ids({p.tweet_id for p in posts})
         found_any = False
         for part in range(item.next_part, len(item.parts)):
-            match = find_post(posts, item.parts[part], known, not_before=self._first_attempt_at(item.id, part))
+            match = find_post(posts, item.parts[part], known, not_before=self._first_attempt_at(item.id, part),
+                              media=item.part_media(part))
             if match is None:
                 break
             item = queue.confirm_part(self.engine, item.id, part, match.tweet_id, None, via="reconcile")
@@ -435,6 +439,10 @@ class AccountPoster:
         """Which of the timeline's ids already belong to some item (never claim one twice)."""
         with self.engine.connect() as conn:
             return set(conn.execute(sa.select(s.tweets.c.tweet_id).where(s.tweets.c.tweet_id.in_(candidates))).scalars())
+
+    def _part_media(self, item: queue.Item, part: int) -> list[tuple[Path, MediaRef]]:
+        """The part's media as (file in the content-addressed store, reference)."""
+        return [(media_path(self.settings.state_dir, ref.sha256), ref) for ref in item.part_media(part)]
 
     def _first_attempt_at(self, item_id: int, part: int) -> datetime | None:
         with self.engine.connect() as conn:

@@ -63,6 +63,9 @@ class Item:
     tweet_ids: list[str] = field(default_factory=list)
     media: list[list[MediaRef]] = field(default_factory=list)  # per part; files in the media store
 
+    def part_media(self, part_index: int) -> list[MediaRef]:
+        return self.media[part_index] if part_index < len(self.media) else []
+
     @property
     def next_part(self) -> int:
         """Parts are posted in order; a half-posted thread resumes at the first part without a tweet."""

@@ -82,6 +82,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("canary_timeout_s", float, 10.0, "The canary waits this long for each selector before reporting it missing"),
     Setting("sensor_interval_s", int, 60, "How often the alerting sensors run (plan health, empty queue, stuck work, run failure)"),
     Setting("empty_queue_alert_after_s", int, 600, "The empty-queue sensor alerts when a queue stays below target this long despite plan runs"),
+    Setting("media_timeout_s", float, 180.0, "Wait for X to upload and process a post's media; past it nothing was sent and the post is retried"),
 )
 
 
@@ -156,6 +157,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "alert_cooldown_s": _NOT_NEGATIVE,
     "nav_timeout_s": _POSITIVE,
     "post_timeout_s": _POSITIVE,
+    "media_timeout_s": _POSITIVE,
     "reconcile_timeout_s": _POSITIVE,
     "reconcile_settle_s": _rule(lambda v: v > 0, "must be more than 0 seconds: an unknown post is re-queued only "
                                 "after two timeline checks this far apart"),

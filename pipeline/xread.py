@@ -218,7 +218,8 @@ class XReader:
                 if not match or match.group(1).casefold() != self.handle.casefold():
                     continue
                 created = parse_created_at(row.get("time"))
-                posts.setdefault(match.group(2), TimelinePost(match.group(2), row.get("text") or "", created, exact=False))
+                posts.setdefault(match.group(2), TimelinePost(match.group(2), row.get("text") or "", created, exact=False,
+                                                                 media=None))
                 if created is not None and not row.get("pinned"):
                     oldest = created if oldest is None else min(oldest, created)
             if limit is None or (oldest is not None and oldest < limit):

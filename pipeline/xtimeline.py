@@ -20,12 +20,14 @@ import hashlib
 import html
 import re
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from twitter_text.extract_urls import extract_urls_with_indices
+
+from pipeline.media import MediaRef
 
 TIMELINE_OPERATIONS = ("UserTweets", "UserTweetsAndReplies")
 CLOCK_SLACK = timedelta(minutes=5)  # X's clock and ours differ: a post cannot predate our intent by more
@@ -45,6 +47,7 @@ class TimelinePost:
     in_reply_to: str | None = None
     exact: bool = True
     pinned: bool = False
+    media: tuple[tuple[str, str], ...] | None = ()  # (type, alt text) per medium; None when unknown (DOM)
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,14 @@ def post_text(tweet: Mapping[str, Any]) -> str:
     return unicodedata.normalize("NFC", text.strip())
 
 
+def post_media(tweet: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """(type, alt text) of each medium, from `extended_entities.media` (X's full list; `entities.media` holds
+    only the first)."""
+    legacy = tweet.get("legacy") or {}
+    items = (legacy.get("extended_entities") or {}).get("media") or (legacy.get("entities") or {}).get("media") or []
+    return tuple((str(m.get("type") or ""), str(m.get("ext_alt_text") or "")) for m in items if isinstance(m, Mapping))
+
+
 def parse_timeline(body: Any, handle: str) -> TimelinePage:
     """This account's posts in one `UserTweets`/`UserTweetsAndReplies` response (others' parents dropped)."""
     wanted = handle.lstrip("@").casefold()
@@ -198,6 +209,7 @@ def parse_timeline(body: Any, handle: str) -> TimelinePage:
             posts.append(TimelinePost(
                 tweet_id=str(tweet["rest_id"]), text=post_text(tweet), created_at=created,
                 in_reply_to=legacy.get("in_reply_to_status_id_str") or None, pinned=pinned,
+                media=post_media(tweet),
             ))
         if newest_here is not None:
             tweet_entries += 1
@@ -242,12 +254,23 @@ def loose_key(text: str) -> str:
     return _digest(_SPACE_AT_PUNCT.sub(r"\1", kept).casefold())
 
 
-def find_post(posts: list[TimelinePost], text: str, known: set[str], not_before: datetime | None) -> TimelinePost | None:
-    """The oldest post not yet recorded (`known`) with this text, not older than the part's first attempt.
+X_MEDIA_TYPES = {"image": "photo", "gif": "animated_gif", "video": "video"}
+
+
+def media_signature(media: Sequence[MediaRef]) -> tuple[tuple[str, str], ...]:
+    """What the timeline shows of a part's media: X's type and the alt text, in order."""
+    return tuple((X_MEDIA_TYPES.get(m.kind, m.kind), (m.alt or "").strip()) for m in media)
+
+
+def find_post(posts: list[TimelinePost], text: str, known: set[str], not_before: datetime | None,
+              media: Sequence[MediaRef] = ()) -> TimelinePost | None:
+    """The oldest post not yet recorded (`known`) with this text and these media (count, type, alt text; not
+    checked where the DOM was read), not older than the part's first attempt.
 
     Platform data matches on `match_key`; DOM-rebuilt text matches on `loose_key` and must carry a time
     after the first attempt (less clock slack), as a loose key alone could meet an older post."""
     exact, loose = match_key(text), loose_key(text)
+    wanted_media = media_signature(media)
     earliest = not_before - CLOCK_SLACK if not_before else None
     latest = datetime.max.replace(tzinfo=UTC)
     ordered = sorted(posts, key=lambda p: (p.created_at or latest, int(p.tweet_id) if p.tweet_id.isdigit() else 0))
@@ -257,6 +280,8 @@ def find_post(posts: list[TimelinePost], text: str, known: set[str], not_before:
         if (match_key(post.text) if post.exact else loose_key(post.text)) != (exact if post.exact else loose):
             continue
         if not post.exact and post.created_at is None:
+            continue
+        if post.media is not None and tuple((t, a.strip()) for t, a in post.media) != wanted_media:
             continue
         if earliest and post.created_at and post.created_at < earliest:
             continue

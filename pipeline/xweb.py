@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 import unicodedata
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import Error as PlaywrightError
@@ -32,6 +35,7 @@ from pipeline.failures import (
     created_rest_id,
     graphql_error,
 )
+from pipeline.media import MediaRef
 from pipeline.xread import (
     Engagement,
     TimelineRead,
@@ -52,7 +56,14 @@ SELECTORS: dict[str, tuple[str, ...]] = {
     "tweet": ('article[data-testid="tweet"]',),
     "error_region": ('[aria-live="assertive"]',),
     "typeahead": ('[data-testid="typeaheadDropdownWrapped"]', '[role="listbox"]'),
+    "file_input": ('input[data-testid="fileInput"]',),
+    "attachment": ('[data-testid="attachments"] [data-media-state]',),
+    "alt_button": ('[data-testid="altTextLabel"]',),
+    "alt_input": ('[data-testid="altTextInput"]', 'textarea[name="altText"]'),
+    "alt_save": ('[data-testid="endEditingButton"]',),
 }
+EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp", "image/gif": ".gif",
+              "video/mp4": ".mp4", "video/quicktime": ".mov"}  # fmt: skip
 LOGIN_PATH = "/i/flow/login"
 CREATE_TWEET = re.compile(r"/i/api/graphql/[^/]+/CreateTweet")
 def either(name: str) -> str:
@@ -64,13 +75,15 @@ class XWebClient(XReader):
     """Posts, reads its own timeline and reads engagement for ONE account on ONE reused page."""
 
     def __init__(self, page: Any, base_url: str, handle: str, nav_timeout_s: float = 30.0,
-                 post_timeout_s: float = 20.0, reconcile_timeout_s: float = 30.0) -> None:
+                 post_timeout_s: float = 20.0, reconcile_timeout_s: float = 30.0,
+                 media_timeout_s: float = 180.0) -> None:
         self.page = page
         self.base_url = base_url.rstrip("/")
         self.handle = handle
         self.nav_timeout_ms = nav_timeout_s * 1000
         self.post_timeout_ms = post_timeout_s * 1000
         self.reconcile_timeout_ms = reconcile_timeout_s * 1000
+        self.media_timeout_ms = media_timeout_s * 1000
 
     # ------------------------------------------------------------------ navigation
 
@@ -120,17 +133,29 @@ class XWebClient(XReader):
 
     # ------------------------------------------------------------------ posting
 
-    def post(self, text: str, in_reply_to: str | None = None) -> str:
-        """Publish one post (a reply when `in_reply_to` is set) and return its tweet id (`rest_id`).
+    def post(self, text: str, in_reply_to: str | None = None,
+             media: Sequence[tuple[Path, MediaRef]] = ()) -> str:
+        """Publish one post (a reply when `in_reply_to` is set) with its media and return its tweet id.
 
-        Raises TextMismatch (with the id of any post X made) when the request carried other text than `text`."""
+        Media are attached first (X uploads them while the text is typed), then their alt text is set, and the
+        Post click waits until every upload is processed: a failed or endless upload is NothingSent.
+        Raises TextMismatch (with the id of any post X made) when the request carried other text or another
+        number of media than intended."""
         # X redirects /i/status/<id> to the canonical /<author>/status/<id>, whose reply box we use.
         self._goto(f"/i/status/{in_reply_to}" if in_reply_to else "/home")
         self._dismiss_overlays()
         box = self._find("compose_box", self.nav_timeout_ms)
         button = self._find("post_button", min(self.nav_timeout_ms, 10_000))
         intended = unicodedata.normalize("NFC", text)
-        self._type(box, intended)
+        # The store names files by hash alone and the browser takes a file's type from its name's extension, so
+        # the files are handed over as named links, kept until the browser has read them (the upload is done).
+        with tempfile.TemporaryDirectory(prefix="pipeline-media-") as folder:
+            if media:
+                self._attach(media, Path(folder))
+            self._type(box, intended)
+            if media:
+                self._describe(media)
+                self._wait_uploaded(len(media))
 
         sent: list[Any] = []
 
@@ -146,7 +171,71 @@ class XWebClient(XReader):
         typed = _tweet_text(sent[-1]) if sent else None
         if typed is not None and unicodedata.normalize("NFC", typed) != intended:
             self._raise_mismatch(response, intended, typed)
+        carried = _media_count(sent[-1]) if sent else None
+        if carried is not None and carried != len(media):
+            self._raise_mismatch(response, f"{intended} [+{len(media)} media]", f"{typed} [+{carried} media]")
         return self._read_created(response)
+
+    # ------------------------------------------------------------------ media
+
+    def _attach(self, media: Sequence[tuple[Path, MediaRef]], folder: Path) -> None:
+        """Hand the files to the composer's file input at once (as a person picks several in the dialog)."""
+        missing = [str(path) for path, _ in media if not Path(path).is_file()]
+        if missing:
+            raise NothingSent(f"media file(s) missing from the store: {', '.join(missing)}")
+        try:
+            file_input = self.page.locator(either("file_input")).first
+            file_input.wait_for(state="attached", timeout=min(self.nav_timeout_ms, 10_000))
+            named = []
+            for number, (path, ref) in enumerate(media):
+                link = folder / f"{number}-{ref.sha256[:12]}{EXTENSIONS.get(ref.mime, '')}"
+                link.symlink_to(Path(path).resolve())
+                named.append(str(link))
+            file_input.set_input_files(named, timeout=self.media_timeout_ms)
+        except PlaywrightTimeout as exc:
+            raise UiChanged("no media file input in the composer", selector=either("file_input")) from exc
+        except PlaywrightError as exc:
+            raise NothingSent(f"could not attach media: {first_line(exc)}") from exc
+
+    def _describe(self, media: Sequence[tuple[Path, MediaRef]]) -> None:
+        """Alt text through each attachment's description editor (a plain textarea, so `fill` is taken)."""
+        try:
+            for number, (_, ref) in enumerate(media):
+                if not ref.alt:
+                    continue
+                self.page.locator(either("attachment")).nth(number).locator(either("alt_button")).click(timeout=5000)
+                editor = self.page.locator(either("alt_input")).first
+                editor.fill(ref.alt, timeout=5000)
+                self.page.locator(either("alt_save")).first.click(timeout=5000)
+        except PlaywrightError as exc:
+            raise NothingSent(f"could not set the media description: {first_line(exc)}") from exc
+
+    def _wait_uploaded(self, count: int) -> None:
+        """Until X has uploaded and processed every attachment (the composer's state, fed by FINALIZE/STATUS)."""
+        selector = either("attachment")
+        try:
+            self.page.wait_for_function(
+                """([sel, n]) => {
+                    const atts = Array.from(document.querySelectorAll(sel));
+                    return atts.some(a => a.getAttribute('data-media-state') === 'failed')
+                        || (atts.length === n && atts.every(a => a.getAttribute('data-media-state') === 'ready'));
+                }""",
+                arg=[selector, count], timeout=self.media_timeout_ms, polling=100,
+            )
+            seen = self.page.eval_on_selector_all(
+                selector, "els => els.map(e => [e.getAttribute('data-media-state'), e.getAttribute('data-media-error')])")
+            states = [state for state, _ in seen]
+        except PlaywrightTimeout as exc:
+            raise NothingSent(
+                f"X did not finish uploading and processing the media within {self.media_timeout_ms / 1000:g}s"
+            ) from exc
+        except PlaywrightError as exc:
+            raise NothingSent(f"browser failed while the media uploaded: {first_line(exc)}") from exc
+        if "failed" in states:
+            detail = "; ".join(error for state, error in seen if state == "failed" and error)
+            raise NothingSent(f"X failed to upload or process the media: {self._error_text()} ({detail})")
+        if len(states) != count:
+            raise NothingSent(f"the composer holds {len(states)} media instead of {count}")
 
     def _type(self, box: Any, text: str) -> None:
         """Type as a person does: key events per line, Enter between lines (Draft.js ignores `fill`)."""
@@ -219,6 +308,15 @@ class XWebClient(XReader):
             return region.first.inner_text(timeout=500).strip() if region.count() else ""
         except PlaywrightError:
             return ""
+
+
+def _media_count(request: Any) -> int | None:
+    """How many media a CreateTweet request carried (None when the body is not the JSON we know)."""
+    try:
+        entities = json.loads(request.post_data or "")["variables"]["media"]["media_entities"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return len(entities) if isinstance(entities, list) else None
 
 
 def _tweet_text(request: Any) -> str | None:

@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from sandbox import admin, pages, spa
 from sandbox.admin import SESSION_DAYS
+from sandbox.media import UploadRefused
 from sandbox.state import Store, clean_handle
 from sandbox.x_rules import error_body
 
@@ -44,15 +45,20 @@ def create_app(store: Store, realism: str = "realistic") -> Starlette:
     realistic = realism == "realistic"
     # -- the X API --------------------------------------------------------------------------------------------------
 
-    async def create_tweet(request: Request) -> Response:
+    def session_of(request: Request) -> str | Response:
+        """The handle of an API call's session, or the 401/403 x.com answers."""
         auth_token, ct0 = request.cookies.get("auth_token"), request.cookies.get("ct0")
         if not auth_token or not ct0:
             return JSONResponse(error_body(32), 401)
         if request.headers.get("x-csrf-token") != ct0:
             return JSONResponse(error_body(353), 403)
         handle = store.session_handle(auth_token, ct0)
-        if handle is None:
-            return JSONResponse(error_body(32), 401)
+        return JSONResponse(error_body(32), 401) if handle is None else handle
+
+    async def create_tweet(request: Request) -> Response:
+        handle = session_of(request)
+        if isinstance(handle, Response):
+            return handle
         try:
             payload = json.loads(await request.body())
             variables = payload["variables"]
@@ -61,16 +67,46 @@ def create_app(store: Store, realism: str = "realistic") -> Starlette:
             text = variables.get("tweet_text")
             reply = variables.get("reply") or {}
             reply_to = reply.get("in_reply_to_tweet_id") if isinstance(reply, dict) else None
+            media = variables.get("media")
         except (ValueError, KeyError, TypeError, AttributeError):
             return JSONResponse(
                 error_body(170, 'Bad request: expected {"variables": {"tweet_text": ...}}'), 400
             )
-        result = store.post(handle, text, reply_to)
+        result = store.post(handle, text, reply_to, media)
         if result.stall_s:
             await hold(request, store, result.stall_s)
         if result.raw is not None:
             return Response(result.raw, result.status, headers=result.headers, media_type=result.content_type)
         return JSONResponse(result.body, result.status, headers=result.headers)
+
+    async def media_upload(request: Request) -> Response:
+        """upload.x.com's /i/media/upload.json (sandbox/media.py)."""
+        handle = session_of(request)
+        if isinstance(handle, Response):
+            return handle
+        try:
+            status, body = store.uploads.command(handle, dict(request.query_params), await request.body())
+        except UploadRefused as exc:
+            return JSONResponse(exc.body, exc.status)
+        return Response(status_code=204) if body is None else JSONResponse(body, status)
+
+    async def media_metadata(request: Request) -> Response:
+        handle = session_of(request)
+        if isinstance(handle, Response):
+            return handle
+        try:
+            payload = json.loads(await request.body())
+            store.uploads.set_alt(handle, payload["media_id"], (payload.get("alt_text") or {}).get("text"))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            refused = exc if isinstance(exc, UploadRefused) else UploadRefused(400, 38, "Bad request: media_id, alt_text.text")
+            return JSONResponse(refused.body, refused.status)
+        return Response(status_code=200)
+
+    async def media_file(request: Request) -> Response:
+        found = store.uploads.image(request.path_params["key"].split(".")[0])
+        if found is None:
+            return Response(status_code=404)
+        return Response(found[0], media_type=found[1], headers={"cache-control": "max-age=86400"})
 
     # -- pages ------------------------------------------------------------------------------------------------------
 
@@ -186,6 +222,9 @@ def create_app(store: Store, realism: str = "realistic") -> Starlette:
     routes = [
         *admin.routes(store),
         Route("/i/api/graphql/{query_id}/CreateTweet", create_tweet, methods=["POST"]),
+        Route("/i/media/upload.json", media_upload, methods=["GET", "POST"]),
+        Route("/i/api/1.1/media/metadata/create.json", media_metadata, methods=["POST"]),
+        Route("/pbs/media/{key}", media_file),
         Route("/i/api/graphql/{query_id}/UserTweets", user_tweets),
         Route("/i/api/graphql/{query_id}/UserTweetsAndReplies", user_tweets_and_replies),
         Route("/i/api/graphql/{query_id}/TweetDetail", tweet_detail),

@@ -45,6 +45,12 @@ FAULTS: dict[str, dict[str, Any]] = {
     "bare_403": {},
     # stored and answered normally, but the post shows on timelines only `seconds` later
     "timeline_lag": {"seconds": 30.0},
+    # media (sandbox/media.py): HTTP 503 on an upload's APPEND; the composer drops the attachment
+    "upload_error": {},
+    # the upload's processing ends "failed" (STATUS for video/GIF, FINALIZE for an image)
+    "processing_failed": {},
+    # the upload's processing never ends (STATUS stays "in_progress" at 99 %)
+    "processing_stuck": {},
 }
 # The order in which pre-store post faults take effect when several fire on the same request.
 POST_FAULTS = (

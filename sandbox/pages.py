@@ -117,7 +117,10 @@ def _composer(
     return f"""<div class="composer" data-sandbox-composer{reply_attr}>
   <div class="parts"><div class="textbox" contenteditable="true" role="textbox" aria-multiline="true"
     aria-label="Post text" data-placeholder="{escape(placeholder)}" data-testid="tweetTextarea_0"></div></div>
-  <div class="row">{add}<button type="button" class="post" data-testid="{escape(testid)}" data-role="post"
+  <div data-testid="attachments" class="attachments"></div>
+  <div class="row"><input type="file" data-testid="fileInput" multiple tabindex="-1" style="display:none"
+    accept="image/jpeg,image/png,image/webp,image/gif,video/mp4,video/quicktime"
+    aria-label="Add photos or video">{add}<button type="button" class="post" data-testid="{escape(testid)}" data-role="post"
     disabled aria-disabled="true">{escape(label)}</button></div>
 </div>"""
 

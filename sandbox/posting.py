@@ -10,6 +10,7 @@ import math
 import unicodedata
 from typing import TYPE_CHECKING, Any
 
+from sandbox.media import check_media_ids
 from sandbox.tweet_json import create_tweet_body
 from sandbox.x_rules import PostResult, error_body, normalise, weighted_length
 
@@ -62,7 +63,7 @@ def _split_fault(store: Store, name: str, handle: str) -> str | None:
     return "after" if store.faults.draw(name) < float(cfg["after_store_p"]) else "before"
 
 
-def post(store: Store, handle: str, text: Any, reply_to: Any) -> PostResult:
+def post(store: Store, handle: str, text: Any, reply_to: Any, media: Any = None) -> PostResult:
     now = store.now()
     limited = _limited(store, handle, now)
     if limited is not None:
@@ -96,7 +97,10 @@ def post(store: Store, handle: str, text: Any, reply_to: Any) -> PostResult:
     if timeout == "before":
         return PostResult(200, TIMEOUT_29)
 
-    if not isinstance(text, str) or not text.strip():
+    media_ids = check_media_ids(store.uploads, handle, media)
+    if isinstance(media_ids, PostResult):
+        return media_ids
+    if not isinstance(text, str) or not (text.strip() or media_ids):
         return PostResult(200, error_body(170))
     text = unicodedata.normalize("NFC", text).strip()
     if weighted_length(text) > int(store.rules["max_weighted_length"]):
@@ -141,6 +145,7 @@ def post(store: Store, handle: str, text: Any, reply_to: Any) -> PostResult:
                 "INSERT INTO tweet_flags (id, visible_at, wrapped) VALUES (?, ?, ?)",
                 (tweet_id, now + float(lag["seconds"]) if lag else 0.0, int(wrapped)),
             )
+        store.uploads.attach(tweet_id, media_ids)
         store._set_meta("last_id", str(id_num))
     tweet = store.tweet(tweet_id)
     assert tweet is not None

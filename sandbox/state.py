@@ -20,6 +20,7 @@ from typing import Any
 from sandbox import posting
 from sandbox.engagement import engagement
 from sandbox.faults import FaultBox, public_config
+from sandbox.media import Uploads, media_by_tweet
 from sandbox.x_rules import MAX_WEIGHTED_LENGTH, PostResult, iso, x_created_at
 
 DEFAULT_RULES: dict[str, float] = {
@@ -93,6 +94,7 @@ class Store:
         self._last_id = int(meta.get("last_id", 0))
         row = self._db.execute("SELECT MAX(id_num) FROM tweets").fetchone()
         self._last_id = max(self._last_id, row[0] or 0)
+        self.uploads = Uploads(self)
 
     # -- plumbing -------------------------------------------------------------------------------------------------
 
@@ -122,7 +124,7 @@ class Store:
     def reset(self) -> None:
         """Clear tweets, accounts, sessions, faults, rate blocks; rules to defaults; clock to 0. Ids keep rising."""
         with self._lock, self._tx():
-            for table in ("tweets", "accounts", "sessions", "rate_blocks", "tweet_flags", "pins"):
+            for table in ("tweets", "accounts", "sessions", "rate_blocks", "tweet_flags", "pins", "tweet_media"):
                 self._db.execute(f"DELETE FROM {table}")
             self.rules = dict(DEFAULT_RULES)
             self.clock_offset_s = 0.0
@@ -240,10 +242,10 @@ class Store:
 
     # -- posting --------------------------------------------------------------------------------------------------
 
-    def post(self, handle: str, text: Any, reply_to: Any) -> PostResult:
+    def post(self, handle: str, text: Any, reply_to: Any, media: Any = None) -> PostResult:
         """CreateTweet for an authenticated account: rate blocks, faults, rules, then store (sandbox/posting.py)."""
         with self._lock:
-            return posting.post(self, handle, text, reply_to)
+            return posting.post(self, handle, text, reply_to, media)
 
     # -- reading --------------------------------------------------------------------------------------------------
 
@@ -267,7 +269,9 @@ class Store:
             )
         return {r[0]: r[1] for r in rows}
 
-    def _to_dict(self, row: sqlite3.Row, now: float, replies: dict[str, int]) -> dict[str, Any]:
+    def _to_dict(
+        self, row: sqlite3.Row, now: float, replies: dict[str, int], media: dict[str, list[dict[str, Any]]]
+    ) -> dict[str, Any]:
         eng = engagement(row["id"], self.seed, now - row["created_at"], replies.get(row["id"], 0))
         return {
             "id": row["id"],
@@ -280,13 +284,15 @@ class Store:
             "created_at_x": x_created_at(row["created_at"]),
             "deleted": row["deleted_at"] is not None,
             "wrapped": bool(row["wrapped"]),
+            "media": media.get(row["id"], []),
             **eng,
         }
 
     def _dicts(self, rows: list[sqlite3.Row]) -> list[dict[str, Any]]:
         replies = self._reply_counts([r["id"] for r in rows])
+        media = media_by_tweet(self._db, [r["id"] for r in rows])
         now = self.now()
-        return [self._to_dict(r, now, replies) for r in rows]
+        return [self._to_dict(r, now, replies, media) for r in rows]
 
     def tweets(self, account: str | None = None) -> list[dict[str, Any]]:
         """Ground truth: every stored tweet (deleted ones too, flagged), oldest first, engagement as of now."""

@@ -197,6 +197,8 @@ def tweet_result(t: dict[str, Any], wrapped: bool = False) -> dict[str, Any]:
         "display_text_range": text_range,
         "entities": entities,
     }
+    if t.get("media"):
+        _add_media(legacy, t)
     if not legacy["in_reply_to_status_id_str"]:
         del legacy["in_reply_to_status_id_str"], legacy["in_reply_to_screen_name"]
     post = {
@@ -216,6 +218,37 @@ def tweet_result(t: dict[str, Any], wrapped: bool = False) -> dict[str, Any]:
             "tweetInterstitial": {"__typename": "ContextualTweetInterstitial", "displayType": "NonCompliant"},
         }
     return {"__typename": "Tweet", **post}
+
+
+def _add_media(legacy: dict[str, Any], t: dict[str, Any]) -> None:
+    """A post with media: its t.co link ends `full_text` (outside display_text_range), `entities.media` holds
+    the first medium, `extended_entities.media` every one with its type and alt text (`ext_alt_text`)."""
+    link = _tco(t["id"], 99)
+    at = len(html.unescape(legacy["full_text"]))
+    if at:
+        legacy["full_text"] += " "
+        at += 1
+    legacy["full_text"] += link
+    items = []
+    for n, m in enumerate(t["media"], start=1):
+        ext = {"photo": "jpg", "animated_gif": "mp4", "video": "mp4"}[m["kind"]]
+        path = "media" if m["kind"] == "photo" else ("tweet_video_thumb" if m["kind"] == "animated_gif"
+                                                     else "ext_tw_video_thumb")
+        item: dict[str, Any] = {
+            "id_str": m["media_id"], "media_key": f"{3 if m['kind'] == 'photo' else 7}_{m['media_id']}",
+            "type": m["kind"], "url": link, "display_url": f"pic.x.com/{link.rsplit('/', 1)[1]}",
+            "expanded_url": f"https://x.com/{t['account']}/status/{t['id']}/"
+                            f"{'photo' if m['kind'] == 'photo' else 'video'}/{n}",
+            "media_url_https": f"https://pbs.twimg.com/{path}/{m['key']}.jpg",
+            "indices": [at, at + len(link)], "ext_alt_text": m["alt"],
+            "sizes": {"large": {"w": 2048, "h": 2048, "resize": "fit"}},
+        }  # fmt: skip
+        if m["kind"] != "photo":
+            item["video_info"] = {"variants": [{"content_type": "video/mp4",
+                                                "url": f"https://video.twimg.com/{path}/{m['key']}.{ext}"}]}
+        items.append(item)
+    legacy["entities"]["media"] = items[:1]
+    legacy["extended_entities"] = {"media": items}
 
 
 def create_tweet_body(t: dict[str, Any] | None, wrapped: bool = False) -> dict[str, Any]:

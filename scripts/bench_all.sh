@@ -7,6 +7,7 @@ PY=.venv/bin/python
 $PY bench/sandbox.py
 $PY bench/queue.py
 $PY bench/posting.py
+$PY bench/posting_media.py
 $PY bench/checks.py
 $PY bench/learning.py --postgres
 $PY bench/chaos.py --posts 1000 --seed 11 --time-budget 0 --fault-limit 1800 --check --json bench/results/chaos-1000.json

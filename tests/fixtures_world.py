@@ -49,8 +49,10 @@ class World:
         self.browser.reset_account(handle)
         return path
 
-    def enqueue(self, handle: str, *parts: str, reply_to: str | None = None) -> int:
-        return queue.enqueue(self.engine, [(make_draft(handle, list(parts), reply_to), None)])[0]
+    def enqueue(self, handle: str, *parts: str, reply_to: str | None = None,
+                media: list[list[Any]] | None = None) -> int:
+        """One item, enqueued as the CLI does; `media` (MediaRefs per part) must already be in the store."""
+        return queue.enqueue(self.engine, [(make_draft(handle, list(parts), reply_to, media=media), None)])[0]
 
     def post(self, **kwargs: Any):  # type: ignore[no-untyped-def]
         return run_posting(self.engine, self.settings, self.browser, alerts=self.alerts, **kwargs)

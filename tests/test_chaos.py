@@ -5,6 +5,7 @@ this suite."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from bench.chaos_check import check as check_against_plan
@@ -196,3 +197,18 @@ def test_plan_is_seeded_and_texts_are_unique_per_account() -> None:
     texts = "".join(part for p in plan for part in p.parts)
     for mark in ("\n", "https://", "@chaos_friend", "\U0001F680"):
         assert mark in texts, mark
+
+
+def test_plan_mixes_media_into_at_least_a_fifth_of_the_items_without_changing_texts(tmp_path: Path) -> None:
+    from bench.chaos_plan import write_media
+
+    plan = make_plan(ChaosConfig(posts=200, seed=7))
+    with_media = [p for p in plan if any(p.media)]
+    assert len(with_media) >= 0.2 * len(plan)
+    assert {m["kind"] for p in with_media for part in p.media for m in part} == {"image", "gif", "video"}
+    assert [p.parts for p in plan] == [p.parts for p in make_plan(ChaosConfig(posts=200, seed=7, media_share=0))]
+    item = next(p for p in with_media if p.media[0] or p.media[-1])
+    first, again = write_media(item, tmp_path / "a"), write_media(item, tmp_path / "b")
+    assert [[(f.read_bytes(), alt) for f, alt in part] for part in first] == [
+        [(f.read_bytes(), alt) for f, alt in part] for part in again]
+    assert sum(len(part) for part in first) == sum(len(part) for part in item.media) >= 1

@@ -137,3 +137,52 @@ def test_find_post_on_dom_text_needs_the_loose_key_and_a_time() -> None:
     assert find_post([_post("5", rendered, 1, exact=False)], posted, set(), T0).tweet_id == "5"
     assert find_post([_post("5", rendered, None, exact=False)], posted, set(), T0) is None  # no time, no match
     assert find_post([_post("5", rendered, 1, exact=True)], posted, set(), T0) is None  # exact data must match exactly
+
+
+def _sandbox_post_with_media(media: list[tuple[str, bytes, str | None]], text: str) -> dict:
+    """A post stored by the sandbox with media uploaded through its upload flow, as timeline JSON."""
+    from sandbox.state import Store
+    from sandbox.tweet_json import timeline_body
+
+    store = Store()
+    store.issue_session("alice")
+    ids = []
+    for mime, data, alt in media:
+        _, init = store.uploads.command("alice", {"command": "INIT", "total_bytes": str(len(data)),
+                                                  "media_type": mime}, b"")
+        media_id = init["media_id_string"]
+        store.uploads.command("alice", {"command": "APPEND", "media_id": media_id, "segment_index": "0"}, data)
+        store.uploads.command("alice", {"command": "FINALIZE", "media_id": media_id}, b"")
+        if alt is not None:
+            store.uploads.set_alt("alice", media_id, alt)
+        ids.append(media_id)
+    result = store.post("alice", text, None, {"media_entities": [{"media_id": i} for i in ids]})
+    assert result.tweet is not None, result.body
+    return timeline_body([[store.tweet(result.tweet["id"])]], None, True, 0, 0)
+
+
+def test_media_are_read_from_extended_entities_and_their_link_is_not_text() -> None:
+    body = _sandbox_post_with_media([("image/png", b"one", "A & B <chart>"), ("image/jpeg", b"two", None)],
+                                    "Two photos & a link https://example.com/x")
+    (post,) = parse_timeline(body, "alice").posts
+    assert post.text == "Two photos & a link https://example.com/x"
+    assert post.media == (("photo", "A & B <chart>"), ("photo", ""))
+
+
+def test_find_post_matches_media_by_count_type_and_alt_text_where_the_platform_data_shows_them() -> None:
+    from pipeline.media import MediaRef
+
+    def ref(kind: str, alt: str | None) -> MediaRef:
+        return MediaRef(sha256="0" * 64, kind=kind, mime="image/png", bytes=1, alt=alt)
+
+    ours = [ref("image", "A cat"), ref("image", None)]
+    posts = [TimelinePost("10", "Same words", T0, media=(("photo", "A dog"), ("photo", ""))),
+             TimelinePost("11", "Same words", T0, media=(("photo", "A cat"),)),
+             TimelinePost("12", "Same words", T0, media=()),
+             TimelinePost("13", "Same words", T0, media=(("video", "A cat"), ("photo", ""))),
+             TimelinePost("14", "Same words", T0, media=(("photo", "A cat"), ("photo", "")))]
+    assert find_post(posts, "Same words", set(), T0, media=ours).tweet_id == "14"
+    assert find_post(posts, "Same words", set(), T0).tweet_id == "12"  # a text-only part takes a text-only post
+    assert find_post(posts, "Same words", set(), T0, media=[ref("gif", "A cat")]) is None
+    dom = [TimelinePost("20", "Same words", T0, exact=False, media=None)]  # the DOM does not say: text decides
+    assert find_post(dom, "Same words", set(), T0, media=ours).tweet_id == "20"

@@ -120,6 +120,23 @@ window.XArticle = (function () {
     const d = new Date(createdAt);
     return d.toLocaleDateString('en-US', {month: 'short', day: 'numeric', timeZone: 'UTC'});
   }
+  // Media as x.com shows them: photos as <img> with their alt text ("Image" without one), video and GIF as a
+  // player labelled the same way. The sandbox serves photos itself (/pbs/media/<key>), never from pbs.twimg.com.
+  function mediaBlock(media) {
+    const box = el('div', {class: 'media', 'aria-labelledby': ''});
+    media.forEach(function (m) {
+      const label = m.ext_alt_text || (m.type === 'photo' ? 'Image' : 'Embedded video');
+      const key = m.media_url_https.split('/').pop().split('.')[0];
+      if (m.type === 'photo') {
+        box.append(el('div', {'data-testid': 'tweetPhoto'},
+                      [el('img', {alt: label, src: '/pbs/media/' + key, draggable: 'true'})]));
+      } else {
+        box.append(el('div', {'data-testid': 'videoPlayer'},
+                      [el('video', {'aria-label': label, preload: 'none', playsinline: '', muted: ''})]));
+      }
+    });
+    return box;
+  }
   function article(result, context) {
     const post = unwrap(result);
     const legacy = post.legacy;
@@ -143,6 +160,8 @@ window.XArticle = (function () {
     const source = note ? {full_text: note.text, entities: note.entity_set, escaped: false} : legacy;
     art.append(el('div', {'data-testid': 'tweetText', lang: legacy.lang || 'en', dir: 'auto', class: 'tweet-text'},
                   textNodes(source)));
+    const media = (legacy.extended_entities && legacy.extended_entities.media) || [];
+    if (media.length) art.append(mediaBlock(media));
     art.append(actionBar(legacy, parseInt((post.views && post.views.count) || '0', 10)));
     return art;
   }

@@ -10,8 +10,15 @@
     226: "This request looks like it might be automated. To protect our users from spam and other malicious activity, we can't complete this action right now. Please try again later.",
     385: 'You attempted to reply to a post that is deleted or not visible to you.',
     353: 'Something went wrong. Please reload the page.',
-    170: 'Your post is empty.'
+    170: 'Your post is empty.',
+    324: 'Some of your media failed to upload.'
   };
+  const API_HEADERS = () => ({
+    'x-csrf-token': cookie('ct0'), 'x-twitter-auth-type': 'OAuth2Session', 'x-twitter-active-user': 'yes',
+    'authorization': 'Bearer AAAAAAAAAAAAAAAAAAAAANRILgAAAAAAnNwIzUejRCOuH5E6I8xnZz4puTs%3D'
+  });
+  const CHUNK = 1024 * 1024;  // bytes per APPEND
+  const sleep = ms => new Promise(r => setTimeout(r, ms));
   function cookie(name) {
     const m = document.cookie.match('(?:^|; )' + name + '=([^;]*)');
     return m ? decodeURIComponent(m[1]) : '';
@@ -102,21 +109,91 @@
     if (cur !== null) lines.push(cur.replace(/\n$/, ''));
     return lines.join('\n').replace(/\u00a0/g, ' ');
   }
-  async function createTweet(text, replyTo) {
+  // One file through x.com's chunked upload: INIT, APPEND per chunk, FINALIZE, then STATUS until processed
+  // (video and GIF). The attachment's data-media-state says where it is: uploading, processing, ready, failed.
+  async function uploadCall(params, body) {
+    const resp = await fetch('/i/media/upload.json?' + new URLSearchParams(params), {
+      method: params.command === 'STATUS' ? 'GET' : 'POST', credentials: 'include', headers: API_HEADERS(),
+      body: body
+    });
+    if (!resp.ok) throw new Error('upload ' + params.command + ' answered ' + resp.status);
+    return resp.status === 204 ? null : resp.json();
+  }
+  async function upload(file, att) {
+    const bar = att.querySelector('[role="progressbar"]');
+    const progress = pct => bar.setAttribute('aria-valuenow', String(Math.round(pct)));
+    const category = file.type === 'image/gif' ? 'tweet_gif'
+      : (file.type.startsWith('video/') ? 'tweet_video' : 'tweet_image');
+    try {
+      const init = await uploadCall({command: 'INIT', total_bytes: file.size, media_type: file.type,
+                                     media_category: category});
+      const id = init.media_id_string;
+      for (let i = 0, at = 0; at < file.size; i += 1, at += CHUNK) {
+        await uploadCall({command: 'APPEND', media_id: id, segment_index: i}, file.slice(at, at + CHUNK));
+        progress(90 * Math.min(file.size, at + CHUNK) / file.size);
+      }
+      let info = (await uploadCall({command: 'FINALIZE', media_id: id})).processing_info;
+      att.setAttribute('data-media-state', 'processing');
+      while (info && (info.state === 'pending' || info.state === 'in_progress')) {
+        await sleep(1000 * (info.check_after_secs || 1));
+        info = (await uploadCall({command: 'STATUS', media_id: id})).processing_info;
+        if (info && info.progress_percent) progress(90 + info.progress_percent / 10);
+      }
+      if (info && info.state === 'failed') throw new Error('processing failed');
+      att.setAttribute('data-media-id', id);
+      att.setAttribute('data-media-state', 'ready');
+      progress(100);
+    } catch (e) {
+      att.setAttribute('data-media-state', 'failed');
+      att.setAttribute('data-media-error', String(e.message || e));
+      showError('Some of your media failed to upload.');
+    }
+  }
+  // The description (alt text) editor x.com opens from an attachment's "Add description".
+  function editAlt(att, done) {
+    layers.textContent = '';
+    const dialog = document.createElement('div');
+    dialog.setAttribute('role', 'dialog');
+    dialog.setAttribute('aria-label', 'Edit image description');
+    const input = document.createElement('textarea');
+    input.setAttribute('data-testid', 'altTextInput');
+    input.setAttribute('aria-label', 'Description');
+    input.maxLength = 1000;
+    input.value = att._alt || '';
+    const save = document.createElement('button');
+    save.type = 'button';
+    save.setAttribute('data-testid', 'endEditingButton');
+    save.textContent = 'Save';
+    save.addEventListener('click', function () {
+      att._alt = input.value;
+      att.querySelector('[data-testid="altTextLabel"]').textContent = input.value ? 'ALT' : 'Add description';
+      layers.textContent = '';
+      done();
+    });
+    dialog.append(input, save);
+    layers.append(dialog);
+    input.focus();
+  }
+  async function saveAlt(att) {
+    const resp = await fetch('/i/api/1.1/media/metadata/create.json', {
+      method: 'POST', credentials: 'include', headers: {...API_HEADERS(), 'content-type': 'application/json'},
+      body: JSON.stringify({media_id: att.getAttribute('data-media-id'), alt_text: {text: att._alt}})
+    });
+    return resp.ok;
+  }
+  async function createTweet(text, replyTo, mediaIds) {
     const variables = {
       tweet_text: text, dark_request: false,
-      media: {media_entities: [], possibly_sensitive: false}, semantic_annotation_ids: []
+      media: {media_entities: (mediaIds || []).map(id => ({media_id: id, tagged_users: []})),
+              possibly_sensitive: false},
+      semantic_annotation_ids: []
     };
     if (replyTo) variables.reply = {in_reply_to_tweet_id: replyTo, exclude_reply_user_ids: []};
     let resp, body = null;
     try {
       resp = await fetch('/i/api/graphql/' + cfg.queryId + '/CreateTweet', {
         method: 'POST', credentials: 'include',
-        headers: {
-          'content-type': 'application/json', 'x-csrf-token': cookie('ct0'),
-          'x-twitter-auth-type': 'OAuth2Session', 'x-twitter-active-user': 'yes',
-          'authorization': 'Bearer AAAAAAAAAAAAAAAAAAAAANRILgAAAAAAnNwIzUejRCOuH5E6I8xnZz4puTs%3D'
-        },
+        headers: {...API_HEADERS(), 'content-type': 'application/json'},
         body: JSON.stringify({variables: variables, features: {}, queryId: cfg.queryId})
       });
     } catch (e) {
@@ -149,11 +226,36 @@
     let busy = false;
     const boxes = () => Array.from(composer.querySelectorAll('[role="textbox"]'));
     const texts = () => boxes().map(boxText);
+    const strip = composer.querySelector('[data-testid="attachments"]');
+    const fileInput = composer.querySelector('input[data-testid="fileInput"]');
+    const attachments = () => Array.from(strip.children);
     function refresh() {
-      button.disabled = busy || !texts().every(t => t.trim().length > 0);
+      const atts = attachments();
+      button.disabled = busy || !texts().every((t, i) => t.trim().length > 0 || (i === 0 && atts.length > 0))
+        || atts.some(a => a.getAttribute('data-media-state') !== 'ready');
       button.setAttribute('aria-disabled', button.disabled ? 'true' : 'false');
     }
     composer.addEventListener('input', refresh);
+    fileInput.addEventListener('change', function () {
+      Array.from(fileInput.files).forEach(function (file) {
+        const att = document.createElement('div');
+        att.setAttribute('role', 'group');
+        att.setAttribute('aria-label', 'Media');
+        att.setAttribute('data-media-state', 'uploading');
+        att.setAttribute('data-media-type', file.type);
+        att.innerHTML = '<div role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="0"></div>'
+          + '<button type="button" data-testid="altTextLabel">Add description</button>'
+          + '<button type="button" data-testid="removeMedia" aria-label="Remove media">×</button>';
+        att.querySelector('[data-testid="altTextLabel"]').addEventListener('click', () => editAlt(att, refresh));
+        att.querySelector('[data-testid="removeMedia"]').addEventListener('click', function () {
+          att.remove(); refresh();
+        });
+        strip.append(att);
+        upload(file, att).then(refresh);
+      });
+      fileInput.value = '';
+      refresh();
+    });
     if (add) add.addEventListener('click', function () {
       const n = boxes().length;
       const box = document.createElement('div');
@@ -174,8 +276,13 @@
       const parts = texts();
       busy = true; refresh(); clearMessages();
       let previous = composer.getAttribute('data-reply-to') || null, first = null, done = 0, failure = null;
-      for (const text of parts) {
-        const r = await createTweet(text, previous);
+      const atts = attachments();
+      for (const att of atts) {
+        if (att._alt && !(await saveAlt(att))) failure = {message: 'Something went wrong. Try reloading.'};
+      }
+      for (const text of failure ? [] : parts) {
+        const ids = done === 0 ? atts.map(a => a.getAttribute('data-media-id')) : [];  // media go with part 1
+        const r = await createTweet(text, previous, ids);
         if (!r.ok) { failure = r; break; }
         if (!first) first = r.id;
         previous = r.id; done += 1;
@@ -185,6 +292,7 @@
         if (failure.code === 32) return;
         // keep the parts that were not posted, so nothing is sent twice by a retry
         boxes().slice(0, done).forEach(b => b.remove());
+        if (done) strip.textContent = '';
         boxes().forEach((b, i) => b.setAttribute('data-testid', 'tweetTextarea_' + i));
         if (done) composer.setAttribute('data-reply-to', previous);
         showError(failure.message);
@@ -192,6 +300,7 @@
         const all = boxes();
         all.slice(1).forEach(b => b.remove());
         setBox(all[0], '');
+        strip.textContent = '';
         if (originalReplyTo) composer.setAttribute('data-reply-to', originalReplyTo);
         else composer.removeAttribute('data-reply-to');
         showToast(first);
