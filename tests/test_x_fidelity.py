@@ -129,7 +129,7 @@ def test_a_bare_403_pauses_the_account_without_failing_the_item(world: World) ->
     held = queue.get_item(world.engine, item_id)
     assert held.state == "queued" and held.failures == 0 and world.truth() == []
     assert Breaker(world.engine).status("alice")[0]["state"] == "forced_open"
-    assert any(key.startswith("auth:") for key, _ in world.alerts.sent)
+    assert any(key.startswith("breaker-forced:alice:auth:") for key, _ in world.alerts.sent)  # one per episode
 
 
 def test_one_items_rejection_never_fails_the_other_items_of_the_run(world: World) -> None:
