@@ -110,6 +110,8 @@ def _demo(settings: Settings, url: str, accounts: int, progress: Callable[[str, 
     started = time.monotonic()
     _dagster("job", "execute", "-j", "plan_job")
     progress("plan_job", f"{_due_now(engine, handles)} items planned from the drafts library (the demo makes them due now)")
+    progress("enqueue", f"one post with an image for @{handles[0]}, as `pipeline enqueue --media FILE --alt TEXT` does")
+    _enqueue_picture(engine, settings, handles[0])
     _dagster("job", "execute", "-j", "post_job")  # its blocking checks fail the run on a duplicate or a missing id
     checks = {"no_duplicate_posts": integrity.duplicate_posts(engine).ok,
               "no_missing_tweet_ids": integrity.missing_tweet_ids(engine).ok,
@@ -131,10 +133,30 @@ def _demo(settings: Settings, url: str, accounts: int, progress: Callable[[str, 
         print(f"@{r['account']:<11} {r['posted']:>6} {r['queued']:>6} {r['snapshots']:>9}  {', '.join(r['tweet_ids'][:4])}"
               f"{' ...' if len(r['tweet_ids']) > 4 else ''}")
     print()
+    with_media = sum(1 for t in admin.tweets() if t.get("media"))
     print(f"checks: {passed}/{len(checks)} passed; duplicates on X: {_platform_duplicates(admin)}; "
-          f"whole run {elapsed:.0f} s")
+          f"posts with media on X: {with_media}; whole run {elapsed:.0f} s")
     print("Open the UI (runs, lineage, schedules, sensors): make ui   then http://127.0.0.1:3000")
-    return 0 if passed == len(checks) and all(r["posted"] for r in rows) else 1
+    return 0 if passed == len(checks) and all(r["posted"] for r in rows) and with_media else 1
+
+
+def _enqueue_picture(engine: sa.Engine, settings: Settings, handle: str) -> None:
+    """A small chart drawn here (no image ships with the package), stored by hash and enqueued due now."""
+    from PIL import Image, ImageDraw
+
+    from pipeline import media
+    from pipeline.content import make_draft
+
+    path = settings.state_path / "demo-chart.png"
+    image = Image.new("RGB", (640, 360), "white")
+    draw = ImageDraw.Draw(image)
+    for n, height in enumerate((120, 200, 160, 280, 240)):
+        draw.rectangle((60 + n * 110, 330 - height, 140 + n * 110, 330), fill=(29, 155, 240))
+    image.save(path, "PNG")
+    ref = media.store(settings.state_path, path, "A bar chart: five bars rising from left to right")
+    draft = make_draft(handle, [f"Posts a week since we moved to the pipeline ({datetime.now(UTC):%H:%M} UTC)"],
+                       media=[[ref]])
+    queue.enqueue(engine, [(draft, None)])
 
 
 def _due_now(engine: sa.Engine, handles: list[str]) -> int:
