@@ -172,7 +172,7 @@ def get_account(engine: Engine, handle: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- enqueue
 
 
-ENQUEUE_CHUNK = 100  # rows per write transaction: SQLite's write lock held well under 100 ms at 1M rows
+ENQUEUE_CHUNK = 50  # rows per write transaction: the write lock held well under 100 ms at 1M rows (SQLite and PostgreSQL)
 DUPLICATE_BATCH = 1000  # fingerprints per duplicate lookup (read only, no lock)
 
 
