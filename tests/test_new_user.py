@@ -22,6 +22,6 @@ def test_fresh_clone_runs_make_demo(tmp_path: Path) -> None:
     env["PIPELINE_X_BASE_URL"] = "http://127.0.0.1:18799"  # its own sandbox, whatever else runs here
     out = subprocess.run(["make", "demo"], cwd=clone, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "checks: 3/3 passed; duplicates on X: 0" in out.stdout
+    assert "checks: 3/3 passed; duplicates on X: 0; posts with media on X: 1" in out.stdout
     assert "@demo_alice" in out.stdout and "make ui" in out.stdout
     assert (clone / ".pipeline" / "pipeline.db").exists() and (clone / ".dagster_home" / "dagster.yaml").exists()
