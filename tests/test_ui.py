@@ -72,7 +72,7 @@ def test_make_ui_shows_the_asset_graph_with_checks(tmp_path: Path, browser_sessi
         body = page.inner_text("body")
         for asset in ASSETS:
             assert asset in body, f"{asset} missing from the asset graph"
-        assert "Asset checks" in body and "/ 3 " in body  # posted_tweets carries its three checks
+        assert "Asset checks" in body and "/ 4 " in body  # posted_tweets carries its four checks (media too)
         context.close()
     finally:
         os.killpg(ui.pid, signal.SIGTERM)
