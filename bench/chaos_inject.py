@@ -104,9 +104,9 @@ class SandboxTap:
         store.post = self.post
         store.page_faults = self.page_faults
 
-    def post(self, handle: str, text: Any, reply_to: Any) -> Any:
+    def post(self, handle: str, text: Any, reply_to: Any, media: Any = None) -> Any:
         self.faults.next_post()
-        result = self._post(handle, text, reply_to)
+        result = self._post(handle, text, reply_to, media)
         fired = set(self.faults.now)
         cut = killed = False
         if result.tweet is not None and self.faults.active:
