@@ -167,7 +167,10 @@ class FaultBox:
         self.configure({})
 
     def draw(self, name: str) -> float:
-        """A further draw from the fault's own stream (e.g. whether it struck before or after storing)."""
+        """A further draw from the fault's own stream (e.g. whether it struck before or after storing); a fault
+        fired from outside (the chaos harness's schedule) gets its stream on first use."""
+        if name not in self._rngs:
+            self._rngs[name] = random.Random(f"{self.seed}:{name}")
         return self._rngs[name].random()
 
     def roll(self, name: str, account: str | None = None) -> dict[str, Any] | None:

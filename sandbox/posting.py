@@ -10,6 +10,7 @@ import math
 import unicodedata
 from typing import TYPE_CHECKING, Any
 
+from sandbox.faults import FAULTS
 from sandbox.media import check_media_ids
 from sandbox.tweet_json import create_tweet_body
 from sandbox.x_rules import PostResult, error_body, normalise, weighted_length
@@ -60,7 +61,8 @@ def _split_fault(store: Store, name: str, handle: str) -> str | None:
     cfg = store.faults.roll(name, handle)
     if cfg is None:
         return None
-    return "after" if store.faults.draw(name) < float(cfg["after_store_p"]) else "before"
+    after_store_p = float(cfg.get("after_store_p", FAULTS[name]["after_store_p"]))  # params from outside may omit it
+    return "after" if store.faults.draw(name) < after_store_p else "before"
 
 
 def post(store: Store, handle: str, text: Any, reply_to: Any, media: Any = None) -> PostResult:

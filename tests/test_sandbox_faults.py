@@ -171,3 +171,22 @@ def test_slow_page_delays_the_timeline_data_too(sandbox: SandboxAdmin, alice: di
     graphql_get(sandbox.url, alice, "UserTweets", {"userId": user_id("alice"), "count": 20})
     assert time.monotonic() - start >= 0.8
     assert sandbox.state()["faults_fired"]["slow_page"] == 1
+
+
+@pytest.mark.parametrize("name", ["load_shed", "timeout_29"])
+def test_a_split_fault_fired_from_outside_answers_instead_of_crashing(name: str) -> None:
+    """The chaos harness fires faults from its own schedule with bare params ({"p": ...}): the sandbox must
+    still answer the fault (before or after storing), never a 500 from a missing stream or default."""
+    from sandbox.state import Store
+
+    store = Store()
+    try:
+        store.issue_session("alice")
+        store.faults.roll = lambda fault, account=None: {"p": 1.0} if fault == name else None  # type: ignore[method-assign]
+        results = [store.post("alice", f"Split fault {n}", None) for n in range(12)]
+        codes = {r.body["errors"][0]["code"] for r in results}
+        assert codes == {29 if name == "timeout_29" else -1}
+        stored = sum(r.tweet is not None for r in results)
+        assert 0 < stored < len(results)  # the default after_store_p (0.5): some before, some after storing
+    finally:
+        store.close()
