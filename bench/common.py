@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,3 +42,21 @@ def write_result(name: str, payload: dict[str, Any], table: str) -> None:
     print(json.dumps(payload, indent=2, default=str))
     print()
     print(table)
+
+
+def start_sandbox(port: int) -> tuple[subprocess.Popen[bytes], Any]:
+    """A sandbox in its own process, with X's duplicate and volume rules off (benchmarks post many alike posts);
+    returns the process (terminate it when done) and its admin client once it answers."""
+    from sandbox.client import SandboxAdmin
+
+    server = subprocess.Popen([sys.executable, "-m", "sandbox", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    admin = SandboxAdmin(f"http://127.0.0.1:{port}")
+    for _ in range(100):
+        try:
+            if admin.health():
+                break
+        except OSError:
+            time.sleep(0.1)
+    admin.set_rules(duplicate_window_hours=0, posts_per_3h=0, posts_per_day=0)
+    return server, admin

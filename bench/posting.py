@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from bench.common import markdown_table, summary_ms, write_result  # noqa: E402
+from bench.common import markdown_table, start_sandbox, summary_ms, write_result  # noqa: E402
 from pipeline import queue  # noqa: E402
 from pipeline.browser import BrowserSession, write_secret_file  # noqa: E402
 from pipeline.content import make_draft  # noqa: E402
@@ -29,7 +28,6 @@ from pipeline.db import get_engine  # noqa: E402
 from pipeline.migrate import upgrade  # noqa: E402
 from pipeline.posting import run_posting  # noqa: E402
 from pipeline.settings import load_settings  # noqa: E402
-from sandbox.client import SandboxAdmin  # noqa: E402
 
 
 def descendants_rss_kib(root: int, exclude: int) -> int:
@@ -63,17 +61,8 @@ def main() -> int:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-posting-"))
     port = 18765
-    server = subprocess.Popen([sys.executable, "-m", "sandbox", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server, admin = start_sandbox(port)
     try:
-        admin = SandboxAdmin(f"http://127.0.0.1:{port}")
-        for _ in range(100):
-            try:
-                if admin.health():
-                    break
-            except OSError:
-                time.sleep(0.1)
-        admin.set_rules(duplicate_window_hours=0, posts_per_3h=0, posts_per_day=0)
         settings = load_settings(env={"PIPELINE_DATABASE_URL": f"sqlite:///{work / 'bench.db'}",
                                       "PIPELINE_X_BASE_URL": admin.url, "PIPELINE_STATE_DIR": str(work / "state"),
                                       "PIPELINE_RUN_BUDGET": "1"})
