@@ -40,9 +40,10 @@ SANDBOX_FAULTS: dict[str, dict[str, Any]] = {
     "load_shed": {"p": 0.03},
     "timeout_29": {"p": 0.03},
     "bare_403": {"p": 0.01},
-    # Scaled like the harness's other timings: under its 3 s settle window (production: 20 s). A lag longer than
-    # the settle window re-posts (seed 1335137689 did, with the sandbox's 30 s default): a known gap, see README.
-    "timeline_lag": {"p": 0.2, "seconds": 2.0},
+    # x.com-like, NOT scaled like the harness's other timings: ten times its 3 s settle window. Only the
+    # visibility horizon (ChaosConfig.visibility_s) keeps a lagging post from being judged absent and re-posted
+    # (seed 1335137689 re-posted one before the horizon existed).
+    "timeline_lag": {"p": 0.2, "seconds": 30.0},
 }
 SLOTS_PER_ITEM = 8  # CreateTweet / page-load slots drawn per planned item; past them no sandbox faults fire
 

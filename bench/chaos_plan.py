@@ -50,6 +50,7 @@ class ChaosConfig:
     nav_timeout_s: float = 5.0
     reconcile_timeout_s: float = 10.0
     settle_s: float = 3.0
+    visibility_s: float = 45.0  # above the timeline lag (30 s): the horizon must outlast it, as in production
     lease_s: int = 40  # above the worst case of one attempt: 3 x nav timeout + 2 x 5 s + post timeout
     run_budget: int = 20
     # sandbox faults: name -> {"p": per request / page load, params} (bench/chaos_faults.py's table)
@@ -87,6 +88,7 @@ class ChaosConfig:
             "PIPELINE_NAV_TIMEOUT_S": str(self.nav_timeout_s),
             "PIPELINE_RECONCILE_TIMEOUT_S": str(self.reconcile_timeout_s),
             "PIPELINE_RECONCILE_SETTLE_S": str(self.settle_s),
+            "PIPELINE_RECONCILE_VISIBILITY_S": str(self.visibility_s),
             "PIPELINE_LEASE_S": str(self.lease_s),
             "PIPELINE_RUN_BUDGET": str(self.run_budget),
         }

@@ -5,7 +5,8 @@
 
 After the click an item can only become `posted` or `unknown`. Unknown items are looked for on the
 account's own timeline before anything is posted again: found -> posted with its tweet id; absent on two
-checks a settle window apart -> queued again; still unclear -> needs_review and an alert. "Absent" needs
+checks a settle window apart, once the newest attempt is older than the visibility horizon (X can show a
+stored post late) -> queued again; still unclear -> needs_review and an alert. "Absent" needs
 evidence: a timeline read that returned posts and reached back past the item's first attempt (or the end
 of the timeline); zero posts or a read that stopped short is "unreadable", never "absent". Every retry and
 breaker decision reads the error's class from `pipeline.failures`.
@@ -29,7 +30,7 @@ from pipeline import schema as s
 from pipeline.alerts import tell_forced_open
 from pipeline.breaker import Breaker
 from pipeline.browser import BrowserSession
-from pipeline.db import DatabaseError, worker_id
+from pipeline.db import DatabaseError, db_now, worker_id
 from pipeline.failures import (
     POLICY,
     ErrorClass,
@@ -319,7 +320,8 @@ class AccountPoster:
             queue.mark_unknown(self.engine, item.id, attempt_id, str(cls), str(exc))
             self.report.unknown += 1
             if isinstance(exc, PostRejected):  # 187: our earlier attempt may be the original; look now
-                self.reconcile_one(queue.get_item(self.engine, item.id), duplicate_reported=True)
+                self.reconcile_one(queue.get_item(self.engine, item.id), duplicate_reported=True,
+                                   duplicate_reported_by=attempt_id)
                 return True
             # The platform just stalled and will likely stall again: stop posting for this account now and
             # reconcile first (the end of this run, then the start of the next).
@@ -369,7 +371,8 @@ class AccountPoster:
             seen.add(item.id)
             self.reconcile_one(item)
 
-    def reconcile_one(self, item: queue.Item, duplicate_reported: bool = False) -> None:
+    def reconcile_one(self, item: queue.Item, duplicate_reported: bool = False,
+                      duplicate_reported_by: str | None = None) -> None:
         """Look for the item's next parts on the timeline; decide posted, queued again or needs_review."""
         fields = {"item_id": item.id}
         not_before = self._first_attempt_at(item.id, item.next_part)
@@ -403,6 +406,12 @@ class AccountPoster:
             self._unreadable(item, f"the timeline read ({read.pages} pages) did not reach back to the first attempt")
             return
         if duplicate_reported:
+            if self._may_still_show(item, exclude_attempt=duplicate_reported_by):
+                # X says our text is already there and an earlier attempt is young enough to be that post, not yet
+                # on the timeline: wait for it (a later reconciliation finds it or counts it absent), never fail.
+                queue.release(self.engine, item.id, self.worker)
+                self.event("reconcile_duplicate_waits", item_id=item.id)
+                return
             queue.fail(self.engine, item.id, None, "rejected",
                        "X reports a duplicate (187) and the timeline shows no post from this item")
             self.report.failed += 1
@@ -422,11 +431,14 @@ class AccountPoster:
             queue.release(self.engine, item.id, self.worker)
 
     def _absent(self, item: queue.Item) -> None:
-        """Not on the timeline. Re-queue only after two checks a settle window apart (late commits)."""
+        """Not on the timeline. Re-queue only after two checks a settle window apart (late commits), and only once
+        the part's newest attempt is older than the visibility horizon: X can store a post and show it on the
+        timeline much later, and a re-post inside that window would be a second live post."""
         settle = timedelta(seconds=self.settings.reconcile_settle_s)
         check = queue.note_absent(self.engine, item.id, self.worker)
         checks = check.checks
-        if checks >= 2 and check.since_previous is not None and check.since_previous >= settle:
+        if (checks >= 2 and check.since_previous is not None and check.since_previous >= settle
+                and not self._may_still_show(item)):
             queue.requeue(self.engine, item.id, None, "unknown", "absent from the timeline on two checks",
                           penalise=True, max_failures=self.settings.max_attempts)
             self.report.requeued += 1
@@ -443,6 +455,18 @@ class AccountPoster:
     def _part_media(self, item: queue.Item, part: int) -> list[tuple[Path, MediaRef]]:
         """The part's media as (file in the content-addressed store, reference)."""
         return [(media_path(self.settings.state_dir, ref.sha256), ref) for ref in item.part_media(part)]
+
+    def _may_still_show(self, item: queue.Item, exclude_attempt: str | None = None) -> bool:
+        """Whether an attempt at the item's next part is younger than the visibility horizon (database clock),
+        so a post it made may not be on the timeline yet."""
+        horizon = timedelta(seconds=self.settings.reconcile_visibility_s)
+        a = s.post_attempts.c
+        query = sa.select(sa.func.max(a.started_at)).where(a.item_id == item.id, a.part_index == item.next_part)
+        if exclude_attempt is not None:
+            query = query.where(a.id != exclude_attempt)
+        with self.engine.connect() as conn:
+            newest = conn.execute(query).scalar()
+            return newest is not None and db_now(conn) - newest < horizon
 
     def _first_attempt_at(self, item_id: int, part: int) -> datetime | None:
         with self.engine.connect() as conn:

@@ -57,6 +57,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("post_timeout_s", float, 20.0, "Wait for the CreateTweet response; past it the outcome is unknown, never failed"),
     Setting("reconcile_timeout_s", float, 30.0, "Timeout for reading the account's timeline during reconciliation"),
     Setting("reconcile_settle_s", float, 20.0, "An unknown post must be absent on two timeline checks this far apart before it is re-queued"),
+    Setting("reconcile_visibility_s", float, 90.0, "An unknown post counts as absent only once its newest attempt is this old: X can show a stored post on the timeline late"),
     Setting("lease_s", int, 300, "How long a claimed item belongs to one worker"),
     Setting("run_budget", int, 50, "Most posts one post_job run makes per account"),
     Setting("max_attempts", int, 8, "Failed tries in a row of one part (a confirmed part resets the count) before an item goes to needs_review"),
@@ -161,6 +162,8 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "reconcile_timeout_s": _POSITIVE,
     "reconcile_settle_s": _rule(lambda v: v > 0, "must be more than 0 seconds: an unknown post is re-queued only "
                                 "after two timeline checks this far apart"),
+    "reconcile_visibility_s": _rule(lambda v: v >= 0, "must be 0 or more seconds: how late a stored post may show on "
+                                    "the timeline before it counts as absent"),
     "lease_s": _POSITIVE,
     "run_budget": _AT_LEAST_1,
     "max_attempts": _rule(lambda v: v >= 1, "must be 1 or more (0 would send every item to review on its first failure)"),

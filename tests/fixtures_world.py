@@ -73,7 +73,8 @@ class World:
 
 def make_settings(db_url: str, sandbox_url: str, state_dir: Path, **overrides: Any) -> Settings:
     env = {"PIPELINE_DATABASE_URL": db_url, "PIPELINE_X_BASE_URL": sandbox_url, "PIPELINE_STATE_DIR": str(state_dir),
-           "PIPELINE_POST_TIMEOUT_S": "3", "PIPELINE_NAV_TIMEOUT_S": "10", "PIPELINE_RECONCILE_SETTLE_S": "0.5"}
+           "PIPELINE_POST_TIMEOUT_S": "3", "PIPELINE_NAV_TIMEOUT_S": "10", "PIPELINE_RECONCILE_SETTLE_S": "0.5",
+           "PIPELINE_RECONCILE_VISIBILITY_S": "1"}
     env.update({f"PIPELINE_{k.upper()}": str(v) for k, v in overrides.items()})
     return load_settings(env=env)
 

@@ -121,6 +121,7 @@ GOOD = {"account": "alice", "text": "a fine post"}
 # --------------------------------------------------------------------------- settings: every variable checked
 BAD_SETTINGS = [
     ("PIPELINE_RECONCILE_SETTLE_S", "-5"), ("PIPELINE_RECONCILE_SETTLE_S", "0"), ("PIPELINE_RECONCILE_SETTLE_S", "nan"),
+    ("PIPELINE_RECONCILE_VISIBILITY_S", "-1"), ("PIPELINE_RECONCILE_VISIBILITY_S", "nan"),
     ("PIPELINE_MAX_ATTEMPTS", "0"), ("PIPELINE_MAX_ATTEMPTS", "-1"), ("PIPELINE_MAX_ATTEMPTS", "2.5"),
     ("PIPELINE_ALERT_COOLDOWN_S", "-1"), ("PIPELINE_ALERT_COOLDOWN_S", "soon"),
     ("PIPELINE_QUIET_HOURS", "banana"), ("PIPELINE_QUIET_HOURS", "25-3"), ("PIPELINE_QUIET_HOURS", "0-24"),

@@ -120,6 +120,55 @@ def test_a_post_that_shows_on_the_timeline_late_is_not_posted_twice(world: World
     assert len(truth) == 1 and final.state == "posted" and final.tweet_ids == list(truth)
 
 
+def _post_for(world: World, item_id: int, seconds: float) -> queue.Item:
+    """Posting runs a second apart for a while (real time: the visibility horizon is on the database clock)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        world.post()
+        current = queue.get_item(world.engine, item_id)
+        if current.state in ("posted", "failed", "needs_review"):
+            return current
+        time.sleep(1.0)
+        world.make_due()
+    return queue.get_item(world.engine, item_id)
+
+
+def test_a_post_that_shows_on_the_timeline_later_than_the_settle_window_is_not_posted_twice(world: World) -> None:
+    from tests.fixtures_world import make_settings
+
+    # The settle window (0.5 s) is far shorter than the lag: only the visibility horizon keeps it from re-posting.
+    world.settings = make_settings(world.settings.database_url, world.sandbox.url, world.state_dir,
+                                   reconcile_visibility_s=15)
+    world.sandbox.set_rules(duplicate_window_hours=0)
+    world.sandbox.set_faults({"post_commit_stall": {"p": 1.0, "seconds": 30, "times": 1},
+                              "timeline_lag": {"p": 1.0, "seconds": 8, "times": 1}})
+    item_id = world.enqueue("alice", EVERY_ROW)
+    final = _post_for(world, item_id, 40)
+    truth = stored(world)
+    assert len(truth) == 1, f"X holds {len(truth)} posts"
+    assert final.state == "posted" and final.tweet_ids == list(truth)
+
+
+def test_a_duplicate_answer_while_the_earlier_attempt_may_still_show_is_not_a_failure(world: World) -> None:
+    from pipeline import resolve
+    from tests.fixtures_world import make_settings
+
+    world.settings = make_settings(world.settings.database_url, world.sandbox.url, world.state_dir,
+                                   reconcile_visibility_s=20)
+    world.sandbox.set_rules(duplicate_window_hours=24)  # X answers 187 to the second try of the same text
+    world.sandbox.set_faults({"post_commit_stall": {"p": 1.0, "seconds": 30, "times": 1},
+                              "timeline_lag": {"p": 1.0, "seconds": 10, "times": 1}})
+    item_id = world.enqueue("alice", EVERY_ROW)
+    world.post()
+    assert queue.get_item(world.engine, item_id).state == "unknown"
+    resolve.requeue(world.engine, item_id, reason="operator could not see it yet", checked=True)
+    world.post()  # X says duplicate while the first post is still hidden: wait for it, never fail the item
+    assert queue.get_item(world.engine, item_id).state == "unknown"
+    final = _post_for(world, item_id, 40)
+    truth = stored(world)
+    assert len(truth) == 1 and final.state == "posted" and final.tweet_ids == list(truth)
+
+
 def test_a_bare_403_pauses_the_account_without_failing_the_item(world: World) -> None:
     from pipeline.breaker import Breaker
 
@@ -161,7 +210,7 @@ def test_an_unknown_post_behind_a_page_of_newer_posts_is_found_by_paging_back(wo
     world.settings = make_settings(world.settings.database_url, world.sandbox.url, world.state_dir,
                                    reconcile_settle_s=300)
     world.sandbox.set_rules(duplicate_window_hours=0)
-    lag_s = 20.0
+    lag_s = 40.0  # long enough that the 24 newer posts go out while it hides, even on a loaded machine
     world.sandbox.set_faults({"post_commit_stall": {"p": 1.0, "seconds": 30, "times": 1},
                               "timeline_lag": {"p": 1.0, "seconds": lag_s, "times": 1}})
     stalled_at = time.monotonic()
