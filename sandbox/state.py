@@ -21,6 +21,7 @@ from sandbox import posting
 from sandbox.engagement import engagement
 from sandbox.faults import FaultBox, public_config
 from sandbox.media import Uploads, media_by_tweet
+from sandbox.storage import SCHEMA, Transaction
 from sandbox.x_rules import MAX_WEIGHTED_LENGTH, PostResult, iso, x_created_at
 
 DEFAULT_RULES: dict[str, float] = {
@@ -35,27 +36,6 @@ RESERVED = {
     "home", "compose", "i", "explore", "notifications", "messages", "settings", "login", "logout", "search",
     "intent", "__sandbox", "favicon.ico", "robots.txt", "tos", "privacy", "signup",
 }  # fmt: skip
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS tweets (
-    id TEXT PRIMARY KEY, id_num INTEGER NOT NULL UNIQUE, account TEXT NOT NULL, text TEXT NOT NULL,
-    norm TEXT NOT NULL, in_reply_to TEXT, conversation_id TEXT NOT NULL, created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS tweets_account_time ON tweets (account, created_at);
-CREATE INDEX IF NOT EXISTS tweets_reply ON tweets (in_reply_to);
-CREATE TABLE IF NOT EXISTS accounts (handle TEXT PRIMARY KEY, created_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS sessions (
-    auth_token TEXT PRIMARY KEY, ct0 TEXT NOT NULL, handle TEXT NOT NULL, valid INTEGER NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS sessions_handle ON sessions (handle);
-CREATE TABLE IF NOT EXISTS rate_blocks (handle TEXT PRIMARY KEY, until REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS tweet_flags (
-    id TEXT PRIMARY KEY, visible_at REAL NOT NULL DEFAULT 0, wrapped INTEGER NOT NULL DEFAULT 0, deleted_at REAL
-);
-CREATE TABLE IF NOT EXISTS pins (handle TEXT PRIMARY KEY, tweet_id TEXT);
-"""
 
 
 def clean_handle(handle: Any) -> str:
@@ -81,7 +61,7 @@ class Store:
         if self.path != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db.executescript(SCHEMA)
         self.faults = FaultBox(seed)
         self.stopping = threading.Event()  # set at server shutdown: releases stalled responses
         self.rules: dict[str, float] = dict(DEFAULT_RULES)
@@ -102,8 +82,8 @@ class Store:
         with self._lock:
             self._db.close()
 
-    def _tx(self) -> _Tx:
-        return _Tx(self._db)
+    def _tx(self) -> Transaction:
+        return Transaction(self._db)
 
     def _set_meta(self, key: str, value: Any) -> None:
         self._db.execute(
@@ -379,24 +359,3 @@ class Store:
                     "ON CONFLICT (id) DO UPDATE SET deleted_at = excluded.deleted_at",
                     (tweet_id, self.now()),
                 )
-
-
-class _Tx:
-    """BEGIN/COMMIT around a block on an autocommit connection (nested use is a no-op)."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-        self._outer = False
-
-    def __enter__(self) -> None:
-        if not self._db.in_transaction:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._outer = True
-
-    def __exit__(self, exc_type: object, *exc: object) -> None:
-        if not self._outer:
-            return
-        if exc_type is None:
-            self._db.execute("COMMIT")
-        else:
-            self._db.execute("ROLLBACK")
