@@ -212,3 +212,24 @@ def test_plan_mixes_media_into_at_least_a_fifth_of_the_items_without_changing_te
     assert [[(f.read_bytes(), alt) for f, alt in part] for part in first] == [
         [(f.read_bytes(), alt) for f, alt in part] for part in again]
     assert sum(len(part) for part in first) == sum(len(part) for part in item.media) >= 1
+
+
+def test_a_gated_figure_missing_from_the_metrics_is_read_from_the_details() -> None:
+    """Results written before texts_altered was a metric kept it only in the details: it still fails the gate."""
+    assert failures_of({**ZERO, "max_connections": 1}, {**PROVING, "texts_altered": 2}) == ["texts_altered=2"]
+    assert failures_of({**ZERO, "media_wrong": 1, "max_connections": 1}, PROVING) == ["media_wrong=1"]
+
+
+def test_media_are_judged_per_live_copy_against_the_plan() -> None:
+    items, truth = clean_history()
+    plan = [{"id": i["id"], "account": i["account"], "parts": i["parts"]} for i in items]
+    plan[0]["media"] = [[{"sha256": "a" * 64, "alt": "caf\u00e9"}]]
+    truth[0]["media"] = [{"sha256": "a" * 64, "alt": "cafe\u0301"}]  # the same alt text, decomposed
+    v = check_against_plan(plan, items, truth)
+    assert (v.media_wrong, v.media_posts, v.texts_altered) == (0, 1, 0)
+    truth[0]["media"] = [{"sha256": "b" * 64, "alt": "caf\u00e9"}]
+    assert check_against_plan(plan, items, truth).details["media_wrong_ids"] == [1]
+    truth[0]["media"] = []
+    assert check_against_plan(plan, items, truth).media_wrong == 1  # missing media
+    truth[1]["media"] = [{"sha256": "c" * 64, "alt": None}]  # media where none were planned
+    assert check_against_plan(plan, items, truth).details["media_wrong_ids"] == [1, 2]
