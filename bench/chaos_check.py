@@ -20,7 +20,7 @@ ABSENT = "absent_from_database"  # a planned item the side's database does not h
 MIN_FAULTED_SHARE = 0.30
 MIN_KILLS = 3
 GATED = ("duplicates", "lost", "false_failures", "missing_tweet_ids", "unexpected", "unknown_left",
-         "broken_threads", "texts_altered")
+         "broken_threads", "texts_altered", "media_wrong")
 
 
 def norm(text: str) -> str:
@@ -28,6 +28,12 @@ def norm(text: str) -> str:
     from sandbox.x_rules import normalise
 
     return normalise(text)
+
+
+def media_of(entries: Iterable[dict[str, Any]] | None) -> list[tuple[str, str | None]]:
+    """A post's media as the checker compares them: (SHA-256, alt text) in attach order; no alt and an empty alt
+    are the same (X shows neither), alt texts compared as X keeps them (NFC)."""
+    return [(str(m["sha256"]), exact(m["alt"]) if m.get("alt") else None) for m in entries or []]
 
 
 def exact(text: str) -> str:
@@ -45,6 +51,9 @@ class Verdict:
     unexpected: int = 0
     unknown_left: int = 0
     broken_threads: int = 0
+    texts_altered: int = 0
+    media_wrong: int = 0
+    media_posts: int = 0
     details: dict[str, Any] = field(default_factory=dict)
 
 
@@ -62,9 +71,9 @@ def check(plan: list[dict[str, Any]], items: list[dict[str, Any]], truth: list[d
           sample: int = 20) -> Verdict:
     """Jepsen-style verdict from id sets.
 
-    `plan`: what the harness asked for ({id, account, parts}), the only source of what is expected; `items`: the
+    `plan`: what the harness asked for ({id, account, parts, media}), the only source of what is expected; `items`: the
     side's database ({id, state, tweet_ids (by part), reason, error_class}); `truth`: the sandbox's tweets
-    ({id, account, text, in_reply_to}). Elements are (account, normalised text) keys; an item is present when
+    ({id, account, text, in_reply_to, media}). Elements are (account, normalised text) keys; an item is present when
     every part's key is on the platform.
     - duplicates: keys present more than once; `duplicate_copies` counts the extras
     - lost: planned items not present and not given up with a reason (a planned item missing from the database,
@@ -75,6 +84,10 @@ def check(plan: list[dict[str, Any]], items: list[dict[str, Any]], truth: list[d
     - unexpected: platform tweets whose key no planned item explains
     - unknown_left: items in unknown / needs_review
     - broken_threads: present threads whose parts do not reply to the part before on the platform
+    - texts_altered: present items with a part live only in another form than written (line breaks folded...)
+    - media_wrong: items with a live copy of a part whose media (hashes, order, alt texts) differ from what was
+      enqueued, missing media included; `plan` media per part is [{sha256, alt}] (no key: no media anywhere)
+    - media_posts: live posts with media (how much of the run exercised media at all)
     """
     by_id = {str(t["id"]): t for t in truth}
     copies: dict[tuple[str, str], list[str]] = {}
@@ -84,13 +97,17 @@ def check(plan: list[dict[str, Any]], items: list[dict[str, Any]], truth: list[d
     recorded_items = {i["id"]: i for i in items}
     explained: set[tuple[str, str]] = set()
     names = ("lost", "false_failures", "missing_tweet_ids", "unknown_left", "present", "recorded_posted",
-             "broken_threads", "terminal", "not_quiet", "texts_altered", "absent_from_database")
+             "broken_threads", "terminal", "not_quiet", "texts_altered", "absent_from_database", "media_wrong")
     ids: dict[str, set[Any]] = {name: set() for name in names}
     for planned in plan:
         key_id = planned["id"]
         item = recorded_items.get(key_id) or {"state": ABSENT, "tweet_ids": [], "reason": None}
         keys = [(planned["account"], norm(p)) for p in planned["parts"]]
         explained.update(keys)
+        wanted = planned.get("media") or [[] for _ in keys]
+        if any(media_of(by_id[t].get("media")) != media_of(wanted[i] if i < len(wanted) else [])
+               for i, k in enumerate(keys) for t in copies.get(k, [])):
+            ids["media_wrong"].add(key_id)
         present = all(k in copies for k in keys)
         any_present = any(k in copies for k in keys)
         state = item["state"]
@@ -145,19 +162,25 @@ def check(plan: list[dict[str, Any]], items: list[dict[str, Any]], truth: list[d
         "not_quiet": len(ids["not_quiet"]),
         # Live, but not exactly as written (line breaks folded, ...): gated since the pipeline keeps texts exactly.
         "texts_altered": len(ids["texts_altered"]),
+        # Live with other media than enqueued (another file, a missing one, another alt text): gated.
+        "media_wrong": len(ids["media_wrong"]),
+        "items_with_media": sum(1 for p in plan if any(p.get("media") or [])),
         **{f"{name}_ids": show(ids[name]) for name in (
             "lost", "false_failures", "missing_tweet_ids", "unknown_left", "broken_threads", "texts_altered",
-            "absent_from_database")},
+            "absent_from_database", "media_wrong")},
     }
     return Verdict(posts=len(plan), duplicates=len(duplicated), lost=len(ids["lost"]),
                    false_failures=len(ids["false_failures"]), missing_tweet_ids=len(ids["missing_tweet_ids"]),
                    unexpected=len(unexpected), unknown_left=len(ids["unknown_left"]),
-                   broken_threads=len(ids["broken_threads"]), details=details)
+                   broken_threads=len(ids["broken_threads"]), texts_altered=len(ids["texts_altered"]),
+                   media_wrong=len(ids["media_wrong"]), media_posts=sum(1 for t in truth if t.get("media")),
+                   details=details)
 
 
 def failures_of(metrics: dict[str, Any], details: dict[str, Any]) -> list[str]:
     """What --check rejects on the pipeline side: any anomaly, and a run too gentle to prove anything."""
-    bad = [f"{k}={metrics[k]}" for k in GATED if metrics.get(k)]
+    # a gated figure a side's metrics lack (results from before it was a metric) is read from its details
+    bad = [f"{k}={metrics.get(k, details.get(k))}" for k in GATED if metrics.get(k, details.get(k))]
     if metrics["max_connections"] > details.get("connection_bound", math.inf):
         bad.append(f"max_connections={metrics['max_connections']} > bound {details['connection_bound']}")
     if not details.get("quiet", True):

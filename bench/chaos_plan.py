@@ -19,7 +19,8 @@ HARNESS_APP = "chaos-harness"
 # Switching every all-accounts worker is this one line (or --runner).
 DEFAULT_RUNNER = "dagster"
 METRICS = ("posts", "faults", "duplicates", "lost", "false_failures", "missing_tweet_ids", "unexpected",
-           "unknown_left", "broken_threads", "seconds_to_quiet", "max_connections")
+           "unknown_left", "broken_threads", "texts_altered", "media_wrong", "media_posts", "seconds_to_quiet",
+           "max_connections")
 ODD_ZONES = ("UTC", "Pacific/Chatham", "America/St_Johns", "Asia/Kathmandu", "Australia/Lord_Howe",
              "Pacific/Kiritimati", "Etc/GMT+12", "America/Caracas")
 SKEWS_S = (-300.0, -90.0, -7.0, 7.0, 90.0, 3600.0)
@@ -193,8 +194,27 @@ def write_media(item: PlanItem, folder: Path) -> list[list[tuple[Path, str | Non
     return out
 
 
-def expected(plan: list[PlanItem]) -> list[dict[str, Any]]:
-    """The plan as the checker reads it: what the harness asked for, never what a side recorded."""
-    return [{"id": p.key, "account": p.account, "parts": list(p.parts), "media": p.media} for p in plan]
+MediaFiles = dict[int, list[list[tuple[Path, str | None]]]]  # plan key -> per part (file, alt)
 
 
+def write_plan_media(plan: list[PlanItem], folder: Path) -> MediaFiles:
+    """Every item's media files (see `write_media`), by plan key: what both sides enqueue, and what the checker
+    hashes for the expected media."""
+    return {p.key: write_media(p, folder) for p in plan if any(p.media)}
+
+
+def expected(plan: list[PlanItem], files: MediaFiles | None = None) -> list[dict[str, Any]]:
+    """The plan as the checker reads it: what the harness asked for, never what a side recorded. Media per part
+    are the SHA-256 and alt text of the files the harness wrote (`write_plan_media`); an item with media in the
+    plan but no files given is an error, so a run can never check media it did not make."""
+    import hashlib
+
+    out = []
+    for p in plan:
+        entry: dict[str, Any] = {"id": p.key, "account": p.account, "parts": list(p.parts)}
+        if any(p.media):
+            written = (files or {})[p.key]
+            entry["media"] = [[{"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "alt": alt}
+                               for path, alt in part] for part in written]
+        out.append(entry)
+    return out

@@ -44,6 +44,7 @@ from bench.chaos_plan import (
     expected,
     handles,
     make_plan,
+    write_plan_media,
 )
 from bench.chaos_worker import SpecSource, Worker, WorkerSpec, worker_argv
 
@@ -86,16 +87,27 @@ class SideRunner:
 
         queue.add_account(self.engine, handle, str(path))
 
+    def write_media(self) -> None:
+        """The plan's media files (the same bytes on both sides for a seed), made before the clock starts."""
+        self.media_files = write_plan_media(self.plan, self.workdir / "media_src")
+
     def enqueue(self) -> None:
+        """As `pipeline enqueue --media FILE --alt TEXT` does: each file checked by its content, copied into the
+        content-addressed store the workers post from, and named (hash, alt) in the item's `media` column."""
         from pipeline import queue
         from pipeline.content import make_draft
         from pipeline.db import db_now
+        from pipeline.media import check_file, storing
 
+        staged = {key: [[check_file(path, alt) for path, alt in part] for part in parts]
+                  for key, parts in self.media_files.items()}
         with self.engine.connect() as conn:
             now = db_now(conn)
-        entries = [(make_draft(p.account, p.parts), None if p.offset_s is None else now + timedelta(seconds=p.offset_s))
+        entries = [(make_draft(p.account, p.parts, media=[[m.ref for m in part] for part in staged.get(p.key, [])]),
+                    None if p.offset_s is None else now + timedelta(seconds=p.offset_s))
                    for p in self.plan]
-        ids = queue.enqueue(self.engine, entries, source="chaos")
+        with storing(self.state_dir, [m for parts in staged.values() for part in parts for m in part]):
+            ids = queue.enqueue(self.engine, entries, source="chaos")
         self.item_keys = dict(zip(ids, (p.key for p in self.plan), strict=True))
 
     def counts_sql(self) -> str:
@@ -185,6 +197,7 @@ class SideRunner:
         self.dagster_home = self.workdir / "dagster_home"
         self.init_dagster_home()  # (started first thing in setup; waited for here)
         self.specs = SpecSource(self.cfg, self.accounts)
+        self.write_media()
         self.kill_rng = random.Random(f"{self.cfg.seed}:kills")
 
     def start_dagster_home(self) -> subprocess.Popen[bytes] | None:
@@ -377,13 +390,15 @@ class SideRunner:
             sampler.join(2)
             everything = self.admin.tweets()
             truth = [t for t in everything if not t["text"].startswith(FOREIGN_MARK)]
-            verdict = check(expected(self.plan), self.snapshot(), truth)
+            verdict = check(expected(self.plan, self.media_files), self.snapshot(), truth)
             faults = self.fault_counts()
             metrics = {
                 "posts": verdict.posts, "faults": sum(faults.values()), "duplicates": verdict.duplicates,
                 "lost": verdict.lost, "false_failures": verdict.false_failures,
                 "missing_tweet_ids": verdict.missing_tweet_ids, "unexpected": verdict.unexpected,
                 "unknown_left": verdict.unknown_left, "broken_threads": verdict.broken_threads,
+                "texts_altered": verdict.texts_altered, "media_wrong": verdict.media_wrong,
+                "media_posts": verdict.media_posts,
                 "seconds_to_quiet": None if quiet_at is None else round(quiet_at - t_calm, 1),
                 "max_connections": self.max_connections,
             }
@@ -471,7 +486,7 @@ class BaselineRunner(SideRunner):
     def enqueue(self) -> None:
         from bench import naive
 
-        naive.enqueue(self.engine, [(p.key, p.account, p.parts, p.offset_s) for p in self.plan])
+        naive.enqueue(self.engine, [(p.key, p.account, p.parts, p.offset_s) for p in self.plan], self.media_files)
         self.item_keys = {p.key: p.key for p in self.plan}
 
     def counts_sql(self) -> str:

@@ -103,8 +103,9 @@ def seed(engine: sa.Engine, rows: int, days: float, accounts: int) -> dict[str, 
         """))
         conn.exec_driver_sql("UPDATE content_items ci SET tweets_recorded = t.n FROM "
                              "(SELECT item_id, count(*) AS n FROM tweets GROUP BY item_id) t WHERE t.item_id = ci.id")
-        conn.exec_driver_sql("INSERT INTO tweet_text_counts (account, text, n) "
-                             "SELECT account, text, count(*) FROM tweets GROUP BY account, text")
+        conn.exec_driver_sql("INSERT INTO tweet_text_counts (account, text, media_hashes, n) "
+                             "SELECT account, text, media_hashes, count(*) FROM tweets "
+                             "GROUP BY account, text, media_hashes")
         conn.exec_driver_sql("ALTER TABLE tweets ENABLE TRIGGER tweets_summary")
         # The queue ahead: 3 queued items per account (the planner's target), a couple of over-long drafts.
         conn.execute(sa.text("""

@@ -45,7 +45,8 @@ SCHEMA_SQL = (
     """CREATE TABLE IF NOT EXISTS naive_items (
         id integer PRIMARY KEY, account text NOT NULL, parts jsonb NOT NULL,
         state text NOT NULL DEFAULT 'pending', scheduled_at timestamptz NOT NULL, tweet_ids jsonb,
-        attempts integer NOT NULL DEFAULT 0, last_error text, updated_at timestamptz NOT NULL DEFAULT now())""",
+        attempts integer NOT NULL DEFAULT 0, last_error text, updated_at timestamptz NOT NULL DEFAULT now(),
+        media jsonb)""",
     "CREATE TABLE IF NOT EXISTS naive_breaker (id integer PRIMARY KEY, failures integer NOT NULL DEFAULT 0, "
     "open_until timestamptz)",
     "INSERT INTO naive_breaker (id) VALUES (1) ON CONFLICT DO NOTHING",
@@ -72,14 +73,22 @@ def add_account(engine: Engine, handle: str, session_path: str) -> None:
                      {"h": handle, "p": session_path})
 
 
-def enqueue(engine: Engine, entries: list[tuple[int, str, list[str], float | None]]) -> None:
-    """(id, account, parts, offset_s) rows; offset None means exactly the database's now()."""
+def enqueue(engine: Engine, entries: list[tuple[int, str, list[str], float | None]],
+            media: dict[int, list[list[tuple[Path, str | None]]]] | None = None) -> None:
+    """(id, account, parts, offset_s) rows; offset None means exactly the database's now(). `media`: per item id,
+    per part (file, alt): the same files the pipeline side enqueues, posted from where the harness wrote them
+    (the predecessor kept no store of its own)."""
+    from pipeline.media import probe
+
     with engine.begin() as conn:
         for item_id, account, parts, offset in entries:
+            files = [[{"path": str(path), "ref": {**probe(path).as_json(), "alt": alt}} for path, alt in part]
+                     for part in (media or {}).get(item_id, [])]
             conn.execute(sa.text(
-                "INSERT INTO naive_items (id, account, parts, scheduled_at) "
-                "VALUES (:id, :a, CAST(:p AS jsonb), now() + make_interval(secs => :o))"),
-                {"id": item_id, "a": account, "p": json.dumps(parts), "o": offset or 0.0})
+                "INSERT INTO naive_items (id, account, parts, scheduled_at, media) "
+                "VALUES (:id, :a, CAST(:p AS jsonb), now() + make_interval(secs => :o), CAST(:m AS jsonb))"),
+                {"id": item_id, "a": account, "p": json.dumps(parts), "o": offset or 0.0,
+                 "m": json.dumps(files) if files else None})
 
 
 def snapshot(engine: Engine) -> list[dict[str, Any]]:
@@ -145,7 +154,7 @@ def claim(engine: Engine, account: str) -> dict[str, Any] | None:
         row = conn.execute(sa.text(
             "UPDATE naive_items SET state = 'posting', attempts = attempts + 1, updated_at = now() "
             "WHERE id = (SELECT id FROM naive_items WHERE account = :a AND state = 'pending' AND scheduled_at < :now "
-            "ORDER BY scheduled_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id, parts"),
+            "ORDER BY scheduled_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id, parts, media"),
             {"a": account, "now": _app_now()}).mappings().first()
     return dict(row) if row else None
 
@@ -155,6 +164,15 @@ def _set(engine: Engine, item_id: int, **values: Any) -> None:
     with engine.begin() as conn:
         conn.execute(sa.text(f"UPDATE naive_items SET {assignments}, updated_at = now() WHERE id = :id"),
                      {"id": item_id, **values})
+
+
+def _part_media(item: dict[str, Any], part: int) -> list[tuple[Path, Any]]:
+    """The part's files as the X client takes them: (path, MediaRef)."""
+    from pipeline.media import MediaRef
+
+    per_part = item.get("media") or []
+    files = per_part[part] if part < len(per_part) else []
+    return [(Path(f["path"]), MediaRef.from_json(f["ref"])) for f in files]
 
 
 def post_item(engine: Engine, breaker: SharedBreaker, client: Any, item: dict[str, Any], tries: int) -> bool:
@@ -170,8 +188,8 @@ def post_item(engine: Engine, breaker: SharedBreaker, client: Any, item: dict[st
         try:
             ids: list[str] = []
             previous: str | None = None
-            for part in item["parts"]:
-                previous = client.post(part, in_reply_to=previous)
+            for number, part in enumerate(item["parts"]):
+                previous = client.post(part, in_reply_to=previous, media=_part_media(item, number))
                 ids.append(previous)
             _set(engine, item["id"], state="posted", tweet_ids=json.dumps(ids), last_error=None)
             breaker.success()

@@ -296,6 +296,23 @@ def cmd_breaker(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_media_prune(args: argparse.Namespace, settings: Settings) -> int:
+    """Free the media store of files nothing can post again (pipeline/media_prune.py says which)."""
+    from pipeline.media_prune import prune
+
+    report = prune(_engine(settings), settings.state_path, settings.media_retention_days, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2))
+        return EXIT_OK
+    verb = "would delete" if args.dry_run else "deleted"
+    for row in report.deleted[:ENQUEUE_LINES_SHOWN]:
+        print(f"{verb} {row['sha256']} ({row['bytes']:,} bytes; named by {row['referenced_by']})")
+    print(f"{verb} {len(report.deleted)} media file(s), {report.freed_bytes:,} bytes; kept {report.kept_referenced} "
+          f"named by queued, in-flight or recently finished items and {report.kept_recent} recent unnamed "
+          f"(retention {report.retention_days:g} days, PIPELINE_MEDIA_RETENTION_DAYS)")
+    return EXIT_OK
+
+
 def cmd_login(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline import queue
     from pipeline.login import interactive_login
@@ -452,6 +469,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = add("reset", cmd_breaker, "close an account's breaker (after fixing its session)", breaker)
     p.add_argument("--account", required=True)
+
+    media = sub.add_parser("media", help="the content-addressed media store").add_subparsers(
+        dest="media_command", required=True)
+    p = add("prune", cmd_media_prune, "delete stored media only items finished longer ago than "
+            "PIPELINE_MEDIA_RETENTION_DAYS name (never media of queued or in-flight items)", media)
+    p.add_argument("--dry-run", action="store_true", help="list what would be deleted; delete nothing")
+    p.add_argument("--json", action="store_true")
 
     p = add("login", cmd_login, "log in to X in a browser window and save the session (mode 0600)")
     p.add_argument("--account", required=True)

@@ -4,7 +4,7 @@ Every function here is one or two SQL statements driven by an index, so a sensor
 milliseconds and a check stays under a second with a million posted rows:
 
 - The duplicate and missing-id checks cover the *whole history* by reading summaries the database keeps
-  with triggers on `tweets` (migration 0006): `tweet_text_counts` (tweets per account and text) and
+  with triggers on `tweets` (migrations 0006, 0008): `tweet_text_counts` (tweets per account, text and media) and
   `content_items.tweets_recorded`, each behind a partial index that holds only the offending rows, so the
   read costs the same at 1M rows as at 1k. Same content is ruled out by `uq_content_items_live_fingerprint`.
   A `lookback_days` window (posts of the last N days, each probed against the whole history) remains for
@@ -95,8 +95,9 @@ def duplicate_posts(engine: Engine, lookback_days: float = DEFAULT_LOOKBACK_DAYS
        `uq_content_items_live_fingerprint` makes this impossible for the whole history while it is in force,
        so the check first asks the catalog whether it is (present, unique, valid: one cheap query) and only
        searches the rows when it is not;
-    2. same text: a tweet whose exact text the account has posted in another tweet row (different items,
-       e.g. a single and a thread part with the same words; X would reject the second as 187). No constraint
+    2. same text: a tweet whose exact text and media (`tweets.media_hashes`) the account has posted in another
+       tweet row (different items, e.g. a single and a thread part with the same words; X would reject the
+       second as 187). The same words with other media are another post (their fingerprints differ too). No constraint
        can forbid this (a deleted tweet may be posted again), so the rows are searched.
 
     `lookback_days=0` (the default) covers the whole history by reading the summary the database keeps
@@ -162,9 +163,10 @@ def _duplicates_since(conn: Connection, since: datetime, limit: int,
             rows.append(_content_row(r.account, r.id, r.twin, r.fingerprint, r.posted_at))
 
     t, u = tweets.alias("t"), tweets.alias("u")
-    other = sa.exists().where(u.c.text == t.c.text, u.c.account == t.c.account, u.c.tweet_id != t.c.tweet_id)
+    other = sa.exists().where(u.c.text == t.c.text, u.c.account == t.c.account, u.c.media_hashes == t.c.media_hashes,
+                              u.c.tweet_id != t.c.tweet_id)
     query = (
-        sa.select(t.c.tweet_id, t.c.item_id, t.c.account, t.c.text, t.c.posted_at)
+        sa.select(t.c.tweet_id, t.c.item_id, t.c.account, t.c.text, t.c.media_hashes, t.c.posted_at)
         .where(t.c.posted_at >= since, other)  # ix_tweets_posted_at, then the hash index ix_tweets_text
         .order_by(t.c.posted_at, t.c.tweet_id).limit(limit)
     )
@@ -172,13 +174,14 @@ def _duplicates_since(conn: Connection, since: datetime, limit: int,
     seen_t: set[frozenset[str]] = set()
     for r in text_rows:
         twin_id = conn.execute(
-            sa.select(u.c.tweet_id).where(u.c.text == r.text, u.c.account == r.account, u.c.tweet_id != r.tweet_id)
+            sa.select(u.c.tweet_id).where(u.c.text == r.text, u.c.account == r.account,
+                                          u.c.media_hashes == r.media_hashes, u.c.tweet_id != r.tweet_id)
             .order_by(u.c.tweet_id).limit(1)
         ).scalar()
         pair = frozenset((r.tweet_id, twin_id or ""))
         if pair not in seen_t:
             seen_t.add(pair)
-            rows.append(_text_row(r.account, r.item_id, r.tweet_id, twin_id, r.text, r.posted_at))
+            rows.append(_text_row(r.account, r.item_id, r.tweet_id, twin_id, r.text, r.posted_at, r.media_hashes))
     return rows, len(found) >= limit or len(text_rows) >= limit
 
 
@@ -197,17 +200,19 @@ def _duplicates_full(conn: Connection, limit: int, content: bool = True) -> tupl
         rows.append(_content_row(account, last, first, fp, posted_at))
     counts = s.tweet_text_counts
     repeated = conn.execute(
-        sa.select(counts.c.account, counts.c.text).where(counts.c.n > 1)  # ix_tweet_text_counts_repeated
+        sa.select(counts.c.account, counts.c.text, counts.c.media_hashes)
+        .where(counts.c.n > 1)  # ix_tweet_text_counts_repeated
         .order_by(counts.c.account).limit(limit)
     ).all()
-    for account, text in repeated:
+    for account, text, media_hashes in repeated:
         pair = conn.execute(  # ix_tweets_text
             sa.select(tweets.c.tweet_id, tweets.c.item_id, tweets.c.posted_at)
-            .where(tweets.c.text == text, tweets.c.account == account).order_by(tweets.c.tweet_id).limit(2)
+            .where(tweets.c.text == text, tweets.c.account == account, tweets.c.media_hashes == media_hashes)
+            .order_by(tweets.c.tweet_id).limit(2)
         ).all()
         if len(pair) == 2:
             rows.append(_text_row(account, pair[1].item_id, pair[1].tweet_id, pair[0].tweet_id, text,
-                                  pair[1].posted_at))
+                                  pair[1].posted_at, media_hashes))
     return rows, len(found) >= limit or len(repeated) >= limit
 
 
@@ -217,9 +222,11 @@ def _content_row(account: str, item_id: int, other: int, fp: str, posted_at: dat
 
 
 def _text_row(account: str, item_id: int, tweet_id: str, other: str | None, text: str,
-              posted_at: datetime | None) -> dict[str, Any]:
+              posted_at: datetime | None, media_hashes: str = "") -> dict[str, Any]:
+    files = media_hashes.split(",") if media_hashes else []
+    media = f" [+{len(files)} media: {', '.join(h[:12] for h in files)}]" if files else ""
     return {"kind": "same text", "account": account, "item_id": item_id, "other": other,
-            "detail": f"tweet {tweet_id}: {_short(text)}", "posted_at": _iso(posted_at)}
+            "detail": f"tweet {tweet_id}: {_short(text)}{media}", "posted_at": _iso(posted_at)}
 
 
 # --------------------------------------------------------------------------- missing tweet ids

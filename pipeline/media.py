@@ -319,6 +319,12 @@ def column_value(media: Sequence[Sequence[MediaRef]]) -> list[list[dict[str, Any
     return [[ref.as_json() for ref in part] for part in media]
 
 
+def media_key(refs: Sequence[MediaRef]) -> str:
+    """One post's media as a canonical string (`tweets.media_hashes`): the SHA-256s in attach order, comma-joined,
+    '' for none. Order counts, as in the item's fingerprint: X shows the images in that order."""
+    return ",".join(ref.sha256 for ref in refs)
+
+
 def from_column(value: Any, part_count: int) -> list[list[MediaRef]]:
     """The item's media per part; NULL (rows from before media) reads as no media."""
     if not value:

@@ -30,7 +30,7 @@ from pipeline import schema as s
 from pipeline.content import Draft
 from pipeline.db import DatabaseError, db_now, is_sqlite, now_sql, transaction, worker_id
 from pipeline.handles import canonical_handle
-from pipeline.media import MediaRef, column_value, from_column
+from pipeline.media import MediaRef, column_value, from_column, media_key
 
 items = s.content_items
 
@@ -375,15 +375,16 @@ def start_attempt(engine: Engine, item_id: int, part_index: int, worker: str, le
 
 
 def record_tweet(conn: Connection, item_id: int, part_index: int, tweet_id: str, text: str, account: str,
-                 posted_at: datetime, via: str) -> None:
+                 posted_at: datetime, via: str, media_hashes: str = "") -> None:
     """Insert the tweet row unless it is already there (confirm, journal replay and reconciliation are
     idempotent). A *different* tweet id for the same part violates the unique constraint: that would be a
-    duplicate post and must surface, not be hidden."""
+    duplicate post and must surface, not be hidden. `media_hashes`: the part's `media_key` (the duplicate
+    summary's key with the text)."""
     existing = conn.execute(sa.select(s.tweets.c.tweet_id).where(s.tweets.c.tweet_id == tweet_id)).first()
     if existing is None:
         conn.execute(s.tweets.insert().values(
             tweet_id=tweet_id, item_id=item_id, part_index=part_index, account=account, text=text,
-            posted_at=posted_at, recorded_via=via,
+            posted_at=posted_at, recorded_via=via, media_hashes=media_hashes,
         ))
 
 
@@ -394,7 +395,8 @@ def confirm_part(engine: Engine, item_id: int, part_index: int, tweet_id: str, a
     with transaction(engine) as conn:
         now = db_now(conn)
         item = _load(conn, item_id)
-        record_tweet(conn, item_id, part_index, tweet_id, item.parts[part_index], item.account, now, via)
+        record_tweet(conn, item_id, part_index, tweet_id, item.parts[part_index], item.account, now, via,
+                     media_key(item.part_media(part_index)))
         if attempt_id:
             conn.execute(s.post_attempts.update().where(s.post_attempts.c.id == attempt_id)
                          .values(outcome="posted", tweet_id=tweet_id, finished_at=now))

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 from pipeline import queue
 from pipeline import schema as s
 from pipeline.db import db_now, transaction
+from pipeline.media import media_key
 
 items = s.content_items
 TWEET_ID = re.compile(r"^[0-9]{1,19}$")  # X's snowflake ids: up to 19 decimal digits
@@ -166,7 +167,7 @@ def record_live(engine: Engine, item_id: int, tweet_ids: list[str], reason: str 
             part = len(item.tweet_ids) + offset
             # When it went live is unknown; the first click is the best estimate (metrics ages count from it).
             queue.record_tweet(conn, item_id, part, tweet_id, item.parts[part], item.account, first_try or now,
-                               via="operator")
+                               via="operator", media_hashes=media_key(item.part_media(part)))
         conn.execute(s.post_attempts.update().where(s.post_attempts.c.item_id == item_id,
                                                     s.post_attempts.c.outcome.in_(MAYBE_LIVE_OUTCOMES))
                      .values(outcome="reconciled", finished_at=now))

@@ -142,6 +142,9 @@ tweets = sa.Table(
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("posted_at", UtcDateTime, nullable=False),
     sa.Column("recorded_via", sa.String(16), nullable=False, server_default="response"),
+    # the post's media as one canonical string (pipeline.media.media_key; '' for none, migration 0008): the same
+    # text with another image is another post, not a duplicate
+    sa.Column("media_hashes", sa.Text, nullable=False, server_default=""),
     sa.UniqueConstraint("item_id", "part_index"),
     sa.Index("ix_tweets_posted_at", "posted_at"),
     sa.Index("ix_tweets_text", "text", postgresql_using="hash"),  # duplicate-text probes
@@ -295,13 +298,14 @@ account_leases = sa.Table(
     sa.Column("expires_at", UtcDateTime, nullable=False),
 )
 
-# Tweets per (account, exact text), kept by database triggers on `tweets` (migration 0006); the partial index
-# holds only texts posted more than once, so the full-history same-text duplicate check reads only those.
+# Tweets per (account, exact text, media), kept by database triggers on `tweets` (migrations 0006, 0008); the
+# partial index holds only posts made more than once, so the full-history same-text duplicate check reads only those.
 tweet_text_counts = sa.Table(
     "tweet_text_counts",
     metadata,
     sa.Column("account", sa.String(64), primary_key=True),
     sa.Column("text", sa.Text, primary_key=True),
+    sa.Column("media_hashes", sa.Text, primary_key=True, server_default=""),
     sa.Column("n", sa.Integer, nullable=False),
     sa.Index("ix_tweet_text_counts_repeated", "account", sqlite_where=sa.text("n > 1"),
              postgresql_where=sa.text("n > 1")),

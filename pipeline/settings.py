@@ -84,6 +84,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("sensor_interval_s", int, 60, "How often the alerting sensors run (plan health, empty queue, stuck work, run failure)"),
     Setting("empty_queue_alert_after_s", int, 600, "The empty-queue sensor alerts when a queue stays below target this long despite plan runs"),
     Setting("media_timeout_s", float, 180.0, "Wait for X to upload and process a post's media; past it nothing was sent and the post is retried"),
+    Setting("media_retention_days", float, 30.0, "`pipeline media prune` deletes stored media only items finished (posted, failed, cancelled) longer ago than this still name; never media of queued or in-flight items"),
 )
 
 

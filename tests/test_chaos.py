@@ -5,12 +5,15 @@ this suite."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bench.chaos_check import check as check_against_plan
 from bench.chaos_check import failures_of
-from bench.chaos_plan import ChaosConfig, make_plan, scaled
+from bench.chaos_plan import ChaosConfig, expected, make_plan, scaled, write_plan_media
 
 
 def check(items: list[dict[str, Any]], truth: list[dict[str, Any]], plan: list[dict[str, Any]] | None = None) -> Any:
@@ -212,3 +215,35 @@ def test_plan_mixes_media_into_at_least_a_fifth_of_the_items_without_changing_te
     assert [[(f.read_bytes(), alt) for f, alt in part] for part in first] == [
         [(f.read_bytes(), alt) for f, alt in part] for part in again]
     assert sum(len(part) for part in first) == sum(len(part) for part in item.media) >= 1
+
+
+def test_a_gated_figure_missing_from_the_metrics_is_read_from_the_details() -> None:
+    """Results written before texts_altered was a metric kept it only in the details: it still fails the gate."""
+    assert failures_of({**ZERO, "max_connections": 1}, {**PROVING, "texts_altered": 2}) == ["texts_altered=2"]
+    assert failures_of({**ZERO, "media_wrong": 1, "max_connections": 1}, PROVING) == ["media_wrong=1"]
+
+
+def test_media_are_judged_per_live_copy_against_the_plan() -> None:
+    items, truth = clean_history()
+    plan = [{"id": i["id"], "account": i["account"], "parts": i["parts"]} for i in items]
+    plan[0]["media"] = [[{"sha256": "a" * 64, "alt": "caf\u00e9"}]]
+    truth[0]["media"] = [{"sha256": "a" * 64, "alt": "cafe\u0301"}]  # the same alt text, decomposed
+    v = check_against_plan(plan, items, truth)
+    assert (v.media_wrong, v.media_posts, v.texts_altered) == (0, 1, 0)
+    truth[0]["media"] = [{"sha256": "b" * 64, "alt": "caf\u00e9"}]
+    assert check_against_plan(plan, items, truth).details["media_wrong_ids"] == [1]
+    truth[0]["media"] = []
+    assert check_against_plan(plan, items, truth).media_wrong == 1  # missing media
+    truth[1]["media"] = [{"sha256": "c" * 64, "alt": None}]  # media where none were planned
+    assert check_against_plan(plan, items, truth).details["media_wrong_ids"] == [1, 2]
+
+
+def test_expected_media_are_the_hashes_of_the_files_written_and_never_skipped(tmp_path: Path) -> None:
+    plan = [p for p in make_plan(ChaosConfig(posts=40, seed=7)) if any(p.media)][:2]
+    with pytest.raises(KeyError):  # media planned but no files: refused, not judged as "no media"
+        expected(plan)
+    files = write_plan_media(plan, tmp_path)
+    for entry, item in zip(expected(plan, files), plan, strict=True):
+        assert entry["media"] == [[{"sha256": hashlib.sha256(f.read_bytes()).hexdigest(), "alt": alt}
+                                   for f, alt in part] for part in files[item.key]]
+        assert [len(part) for part in entry["media"]] == [len(part) for part in item.media]

@@ -218,3 +218,37 @@ def test_a_failed_blocking_check_stops_downstream(engine: sa.Engine, db_url: str
 def _item_of(engine: sa.Engine, tweet_id: str) -> int:
     with engine.connect() as conn:
         return conn.execute(sa.select(s.tweets.c.item_id).where(s.tweets.c.tweet_id == tweet_id)).scalar_one()
+
+
+def test_the_same_text_with_other_media_is_another_post_not_a_duplicate(engine: sa.Engine, db_url: str) -> None:
+    """The duplicate check keys same-text posts by their media too (tweets.media_hashes, migration 0008),
+    filled by the posting path itself (queue.confirm_part) from the item's media."""
+    from pipeline import queue
+    from pipeline.content import make_draft
+    from pipeline.media import MediaRef
+
+    def ref(digit: str) -> MediaRef:
+        return MediaRef(sha256=digit * 64, kind="image", mime="image/png", bytes=10, alt=None)
+
+    def post(parts: list[str], media: list[list[MediaRef]], first_id: int) -> int:
+        [item_id] = queue.enqueue(engine, [(make_draft("alice", parts, media=media), None)])
+        for part in range(len(parts)):
+            queue.confirm_part(engine, item_id, part, str(first_id + part), None)
+        return item_id
+
+    add_account(engine, "alice")
+    database = Database(url=db_url)
+    first = post(["Same words"], [[ref("a")]], 1000)
+    post(["Same words"], [[ref("b"), ref("a")]], 2000)  # other media: a second post X shows differently
+    post(["Same words"], [[]], 3000)  # and without media
+    with engine.connect() as conn:
+        assert sorted(conn.execute(sa.select(s.tweets.c.media_hashes)).scalars()) == ["", "a" * 64,
+                                                                                      f"{'b' * 64},{'a' * 64}"]
+    for window in (WindowConfig(), WindowConfig(lookback_days=1)):
+        assert no_duplicate_posts(database=database, config=window).passed
+    thread = post(["Same words", "and a tail"], [[ref("a")], []], 4000)  # the same words AND image again
+    for window in (WindowConfig(), WindowConfig(lookback_days=1)):
+        evaluation = no_duplicate_posts(database=database, config=window)
+        assert evaluation.passed is False
+        [row] = evaluation.metadata["sample"].value
+        assert row["kind"] == "same text" and {row["item_id"], _item_of(engine, row["other"])} == {first, thread}
