@@ -206,7 +206,7 @@ def _daemons(report: HealthReport, probe: DaemonProbe, expected: bool, max_age_s
             report.add(name, UNHEALTHY, f"never sent a heartbeat: {stops}; restart `dagster-daemon run`", None)
         elif d.down(max_age_s):
             report.add(name, UNHEALTHY, f"last heartbeat {d.heartbeat_age_s:.0f} s ago: this daemon has stopped "
-                       f"(limit {max_age_s:.0f} s), {stops}; restart `dagster-daemon run`", d.heartbeat_age_s)
+                       f"(limit {d.limit_s(max_age_s):.0f} s), {stops}; restart `dagster-daemon run`", d.heartbeat_age_s)
         elif d.errors:
             report.add(name, DEGRADED, f"alive (heartbeat {d.heartbeat_age_s:.0f} s ago) but reported errors in the "
                        f"last 5 min: {d.errors[0]} (see `dagster-daemon debug heartbeat-dump` and the daemon log)",

@@ -29,7 +29,7 @@ def daemon_health_sensor(context: dg.SensorEvaluationContext, alerts: Alerts):
         age = "never" if d.heartbeat_age_s is None else f"{d.heartbeat_age_s:.0f} s ago"
         why = f"last heartbeat {age}"
         sink.send(key=f"daemon-down:{d.daemon_type}", title=f"Dagster daemon {d.daemon_type} is down",
-                  body=f"{why} (limit {max_age_s} s): {WHAT_IT_RUNS.get(d.daemon_type, 'its work does not happen')}. "
+                  body=f"{why} (limit {d.limit_s(max_age_s):.0f} s): {WHAT_IT_RUNS.get(d.daemon_type, 'its work does not happen')}. "
                        "Restart `dagster-daemon run` (systemctl restart pipeline-daemon) and check its log; "
                        "`pipeline health` shows every daemon.",
                   severity="critical")
