@@ -202,3 +202,71 @@ def test_dead_sensor_daemon_is_told_by_the_watchdog_once_and_shared_with_the_sen
     beat({"SENSOR"})
     run("health", "--alert", env=env)
     assert len(webhook.received) == 3 and "SENSOR is down" in webhook.texts[2]
+
+
+# --------------------------------------------------------------------------- empty queue: fast and re-armed
+
+
+def _empty_queue_resources(db_url: str, webhook: Webhook) -> dict:
+    database = Database(url=db_url)
+    return {"database": database, "alerts": Alerts(database=database, webhook_url=webhook.url, cooldown_s=3600)}
+
+
+def test_empty_queue_alerts_once_a_plan_run_did_not_help(db_url: str, webhook: Webhook,
+                                                         instance: dg.DagsterInstance) -> None:
+    """The bench's empty queue: the requested plan run ended and the queue is still short -> the next tick
+    alerts, without waiting out PIPELINE_EMPTY_QUEUE_ALERT_AFTER_S (600 s by default)."""
+    from sensors.queue import empty_queue_sensor
+    from tests.dagster_helpers import add_account
+
+    resources = _empty_queue_resources(db_url, webhook)
+    add_account(resources["database"].engine, "alice")
+    first = tick_cursor(empty_queue_sensor, instance, resources, None)
+    assert first.run_requests and webhook.received == []
+    tick_cursor(empty_queue_sensor, instance, resources, first.cursor)
+    assert webhook.received == []  # no plan run has ended yet: wait
+
+    @dg.op
+    def plan_nothing() -> None:
+        pass
+
+    @dg.job(name="plan_job")
+    def plan_job() -> None:
+        plan_nothing()
+
+    assert plan_job.execute_in_process(instance=instance).success
+    tick_cursor(empty_queue_sensor, instance, resources, first.cursor)
+    assert len(webhook.received) == 1 and "Content queue below target" in webhook.texts[0]
+
+
+def test_empty_queue_alert_is_rearmed_when_the_queue_is_full_again(db_url: str, webhook: Webhook,
+                                                                     instance: dg.DagsterInstance) -> None:
+    from pipeline import schema as s
+    from sensors.queue import empty_queue_sensor
+    from tests.dagster_helpers import add_account, add_item
+
+    resources = _empty_queue_resources(db_url, webhook)
+    engine = resources["database"].engine
+    add_account(engine, "alice")
+    old = json_cursor(time.time() - 601)
+    tick_cursor(empty_queue_sensor, instance, resources, old)
+    tick_cursor(empty_queue_sensor, instance, resources, old)
+    assert len(webhook.received) == 1
+    items = [add_item(engine, "alice", [f"planned {n}"], s.QUEUED) for n in range(3)]
+    assert tick_cursor(empty_queue_sensor, instance, resources, old).cursor is None  # healed
+    with engine.begin() as conn:
+        conn.execute(s.content_items.update().where(s.content_items.c.id.in_(items)).values(state=s.CANCELLED))
+    tick_cursor(empty_queue_sensor, instance, resources, old)  # short again, within the hour's cool-down
+    assert len(webhook.received) == 2
+
+
+def json_cursor(since: float) -> str:
+    import json
+
+    return json.dumps({"since": since})
+
+
+def tick_cursor(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, resources: dict,
+                cursor: str | None) -> dg.SensorResult:
+    with dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor) as context:
+        return sensor.evaluate_tick(context)
