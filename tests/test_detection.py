@@ -270,3 +270,40 @@ def tick_cursor(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, resou
                 cursor: str | None) -> dg.SensorResult:
     with dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor) as context:
         return sensor.evaluate_tick(context)
+
+
+# --------------------------------------------------------------------------- plan job failing: told at once
+
+
+def test_plan_failure_is_told_at_the_first_failure_and_its_retries_are_not(db_url: str, webhook: Webhook) -> None:
+    from sensors.run_failure import run_failure_alert_sensor
+
+    database = Database(url=db_url)
+    resources = {"database": database, "alerts": Alerts(database=database, webhook_url=webhook.url, cooldown_s=3600)}
+
+    @dg.op
+    def generate() -> None:
+        raise RuntimeError("drafts folder /tmp/x does not exist")
+
+    @dg.job(name="plan_job")
+    def plan_job() -> None:
+        generate()
+
+    def alert(instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) -> None:
+        with dg.build_run_status_sensor_context(
+                sensor_name="run_failure_alert_sensor", dagster_instance=instance,
+                dagster_run=instance.get_run_by_id(result.run_id), dagster_event=result.get_run_failure_event(),
+                resources=resources) as context:
+            run_failure_alert_sensor(context.for_run_failure())
+
+    with dg.instance_for_test(overrides={"run_retries": {"enabled": True, "max_retries": 0}}) as instance:
+        first = plan_job.execute_in_process(instance=instance, raise_on_error=False, tags={"dagster/max_retries": "2"})
+        assert instance.get_run_by_id(first.run_id).tags["dagster/will_retry"] == "true"
+        alert(instance, first)
+        assert len(webhook.received) == 1
+        text = webhook.texts[0]
+        assert text.startswith("[ERROR] Dagster run failed: plan_job") and "does not exist" in text
+        assert "Dagster retries this run" in text and "To fix:" in text
+        retry = plan_job.execute_in_process(instance=instance, raise_on_error=False, tags={"dagster/max_retries": "0"})
+        alert(instance, retry)  # the last retry, failing the same way: already told
+        assert len(webhook.received) == 1
