@@ -242,9 +242,6 @@ def incidents(day: Day) -> list[tuple[str, bool, Any, Any]]:
 
     stash = day.dir / "drafts-away"
 
-    def drafts_gone() -> None:
-        day.drafts.rename(stash)
-
     def drafts_empty() -> None:
         day.drafts.rename(stash)
         day.drafts.mkdir()
@@ -254,7 +251,10 @@ def incidents(day: Day) -> list[tuple[str, bool, Any, Any]]:
         stash.rename(day.drafts)
 
     def plan_failing() -> None:
-        drafts_gone()
+        # A broken drafts file fails the plan run. (A missing drafts folder no longer does: the settings refuse
+        # it when the definitions load, so the whole code location fails, not a run.)
+        drafts_empty()
+        (day.drafts / "broken.jsonl").write_text("{not json\n")
         day.launch("plan_job")
 
     def plan_nothing() -> None:
