@@ -4,7 +4,7 @@ A healthy stretch, then one incident at a time, each healed before the next. For
 the first alert reaches the webhook, and until `pipeline health` exits non-zero; for the healthy stretch and
 after each heal, the alerts sent (false alarms). Everything is the real thing: the daemons (one process per
 daemon group, so each can be stopped alone), the sensors, the run queue, run retries, `pipeline health` as a
-subprocess, the sandbox in place of x.com, PostgreSQL behind a proxy that can cut it. Only the intervals are
+subprocess, the watchdog `pipeline health --alert` every tick (as cron would run it), the sandbox in place of x.com, PostgreSQL behind a proxy that can cut it. Only the intervals are
 short (PIPELINE_SENSOR_INTERVAL_S, the lease, the daemon heartbeat limit) so the day fits in minutes.
 
     .venv/bin/python -m bench.detection [--tick 15] [--time-budget 600] [--only breaker,stuck_unknown]
@@ -159,6 +159,23 @@ class Day:
         os.killpg(proc.pid, signal.SIGKILL)  # as a crash: no goodbye heartbeat
         proc.wait(30)
 
+    def start_watchdog(self) -> None:
+        """`pipeline health --alert` every tick, as the README's systemd timer / cron line runs it in production:
+        the alert path for what no sensor can tell (a dead sensor daemon)."""
+        self._watchdog_stop = threading.Event()
+
+        def loop() -> None:
+            while not self._watchdog_stop.is_set():
+                started = time.time()
+                try:
+                    self.cli("health", "--alert", check=False)
+                except subprocess.TimeoutExpired:
+                    pass
+                self._watchdog_stop.wait(max(0.0, self.tick_s - (time.time() - started)))
+
+        self._watchdog = threading.Thread(target=loop, daemon=True)
+        self._watchdog.start()
+
     def launch(self, job: str) -> None:
         out = subprocess.run([str(BIN / "dagster"), "job", "launch", "-w", str(ROOT / "workspace.yaml"), "-j", job],
                              env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=180)
@@ -172,6 +189,8 @@ class Day:
     def close(self) -> None:
         from tests import pg
 
+        if getattr(self, "_watchdog_stop", None) is not None:
+            self._watchdog_stop.set()
         for group in list(self.daemons):
             self.stop_daemon(group)
         self.proxy.close()
@@ -223,9 +242,6 @@ def incidents(day: Day) -> list[tuple[str, bool, Any, Any]]:
 
     stash = day.dir / "drafts-away"
 
-    def drafts_gone() -> None:
-        day.drafts.rename(stash)
-
     def drafts_empty() -> None:
         day.drafts.rename(stash)
         day.drafts.mkdir()
@@ -235,7 +251,10 @@ def incidents(day: Day) -> list[tuple[str, bool, Any, Any]]:
         stash.rename(day.drafts)
 
     def plan_failing() -> None:
-        drafts_gone()
+        # A broken drafts file fails the plan run. (A missing drafts folder no longer does: the settings refuse
+        # it when the definitions load, so the whole code location fails, not a run.)
+        drafts_empty()
+        (day.drafts / "broken.jsonl").write_text("{not json\n")
         day.launch("plan_job")
 
     def plan_nothing() -> None:
@@ -274,14 +293,14 @@ def incidents(day: Day) -> list[tuple[str, bool, Any, Any]]:
         ("item stuck unknown", True, stuck_unknown, heal_stuck),
         ("empty queue", True, empty_queue, heal_plan),
     ]
-    out += [
-        ("database down", False, day.proxy.cut, day.proxy.restore),
-        ("non-empty journal", False, journal_entry, lambda: journal.unlink(missing_ok=True)),
-    ]
+    out.append(("non-empty journal", True, journal_entry, lambda: journal.unlink(missing_ok=True)))
     for group in DAEMON_GROUPS:
-        # The sensor daemon cannot report its own death: only the external probe (`pipeline health`) can.
-        out.append((f"daemon {group} stopped", group != "SENSOR",
+        # The sensor daemon cannot report its own death: the watchdog (`pipeline health --alert`) does.
+        out.append((f"daemon {group} stopped", True,
                     lambda g=group: day.stop_daemon(g), lambda g=group: day.start_daemon(g)))
+    # Last: while the database is down every sensor that reads it raises, and the sensor daemon's heartbeat
+    # carries those errors for 5 minutes, which health reports (degraded) long after the database is back.
+    out.append(("database down", True, day.proxy.cut, day.proxy.restore))
     return out
 
 
@@ -296,6 +315,7 @@ def simulate(tick_s: int, healthy_s: float, time_budget_s: float, only: set[str]
     try:
         for group in DAEMON_GROUPS:
             day.start_daemon(group)
+        day.start_watchdog()
         day.launch("plan_job")
         day.launch("post_job")
         ok, warm_s, reasons = wait_healthy(day, 300)

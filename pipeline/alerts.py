@@ -1,17 +1,26 @@
 """Alerts: recorded in the `alerts` table, logged as one structured line, sent to a Slack-compatible webhook.
 
 One condition raises one alert, not one per sensor tick: `send` is de-duplicated by `key` with a cool-down
-read from the alerts table (durable, so a restarted sensor or a second process does not re-send). The
-webhook URL is a secret: it is never logged, and delivery errors are recorded without it.
+read from the alerts table (durable, so a restarted sensor or a second process does not re-send). A condition
+that heals is `resolve`d, so the next time it happens it is told again instead of hiding in the cool-down.
+Alerts that must go out while the database is down (the database itself, the journal, a dead daemon) are
+de-duplicated out of band by `send_out_of_band`, in a small JSON file under PIPELINE_STATE_DIR (mode 0600).
+The webhook URL is a secret: it is never logged, and delivery errors are recorded without it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,12 +28,80 @@ from sqlalchemy.engine import Engine
 
 from pipeline import schema as s
 from pipeline.db import db_now, is_sqlite, transaction
+from pipeline.statefiles import open_private, write_private
 
 SEVERITIES = ("info", "warning", "error", "critical")
 WEBHOOK_TIMEOUT_S = 5.0
 MAX_BODY_CHARS = 3000  # Slack truncates long messages; the full body stays in the alerts table
 
 _LOG_METHOD = {"info": "info", "warning": "warning", "error": "error", "critical": "critical"}
+RESOLVED_SUFFIX = "~resolved"  # a resolved alert's key: history stays, the cool-down no longer matches it
+LEDGER_FILE = "alerts-out-of-band.json"
+
+
+class AlertLedger:
+    """Which out-of-band alerts are active, in a JSON file {key: sent_at}: the de-duplication that still works
+    when the database (where `send` keeps it) is the thing that is down. Shared by the sensors and the
+    `pipeline health --alert` watchdog through a lock file, written atomically with mode 0600."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def in_state_dir(cls, state_dir: str | Path) -> AlertLedger:
+        return cls(Path(state_dir) / LEDGER_FILE)
+
+    @contextmanager
+    def _locked(self) -> Iterator[dict[str, float]]:
+        """The entries, under an exclusive lock; changes to the yielded dict are written back."""
+        fd = open_private(self.path.with_suffix(".lock"), os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            entries = self._read()
+            before = dict(entries)
+            yield entries
+            if entries != before:
+                write_private(self.path, json.dumps(entries, sort_keys=True).encode())
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def _read(self) -> dict[str, float]:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}  # missing or torn: at worst one alert is sent again
+        return {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def active(self) -> dict[str, float]:
+        with self._locked() as entries:
+            return dict(entries)
+
+    def claim(self, key: str, cooldown_s: float, now: float | None = None) -> bool:
+        """True (and the key is marked sent now) unless the key was sent within the cool-down."""
+        now = time.time() if now is None else now
+        with self._locked() as entries:
+            sent = entries.get(key)
+            if sent is not None and cooldown_s > 0 and now - sent < cooldown_s:
+                return False
+            entries[key] = now
+            return True
+
+    def release(self, keys: list[str] | str) -> list[str]:
+        """Forget `keys` (exact) so they can fire again; returns those that were active."""
+        wanted = [keys] if isinstance(keys, str) else list(keys)
+        with self._locked() as entries:
+            gone = [k for k in wanted if k in entries]
+            for k in gone:
+                del entries[k]
+            return gone
+
+    def release_prefix(self, prefix: str) -> list[str]:
+        with self._locked() as entries:
+            gone = [k for k in entries if k.startswith(prefix)]
+            for k in gone:
+                del entries[k]
+            return gone
 
 
 class AlertSink:
@@ -34,8 +111,9 @@ class AlertSink:
     """
 
     def __init__(self, engine: Engine, webhook_url: str = "", cooldown_s: int = 3600, logger: Any = None,
-                 timeout_s: float = WEBHOOK_TIMEOUT_S) -> None:
+                 timeout_s: float = WEBHOOK_TIMEOUT_S, ledger: AlertLedger | None = None) -> None:
         self._engine = engine
+        self._ledger = ledger
         self._webhook_url = webhook_url or ""
         self._cooldown_s = cooldown_s
         self._logger = logger or logging.getLogger("pipeline.alerts")
@@ -67,6 +145,61 @@ class AlertSink:
                              "alert_id": alert_id, "webhook": "set" if self._webhook_url else "unset",
                              "delivered": delivered, "delivery_error": error})
         return True
+
+    def send_out_of_band(self, key: str, title: str, body: str, severity: str = "error",
+                         record: bool = True) -> bool:
+        """Raise an alert that must not depend on the database: de-duplicated in the ledger file, delivered,
+        then (when `record` and the database answers) also written to the alerts table. A webhook that fails
+        releases the key, so the next tick tries again. Returns True when sent now."""
+        if self._ledger is None:
+            raise ValueError("send_out_of_band needs an AlertLedger (PIPELINE_STATE_DIR)")
+        severity = severity if severity in SEVERITIES else "error"
+        key = key[:200]
+        if not self._ledger.claim(key, self._cooldown_s):
+            self._log(severity, {"event": "alert", "key": key, "severity": severity, "title": title,
+                                 "deduplicated": True, "out_of_band": True})
+            return False
+        delivered, error = self._deliver(title, body, severity)
+        if self._webhook_url and not delivered:
+            self._ledger.release(key)
+        recorded = False
+        if record:
+            try:
+                with transaction(self._engine) as conn:
+                    conn.execute(s.alerts.insert().values(key=key, severity=severity, title=title, body=body,
+                                                          created_at=db_now(conn), delivered=delivered,
+                                                          delivery_error=error))
+                recorded = True
+            except Exception:  # noqa: BLE001 - the database may be the very thing that is down
+                recorded = False
+        self._log(severity, {"event": "alert", "key": key, "severity": severity, "title": title, "body": body[:500],
+                             "out_of_band": True, "recorded": recorded,
+                             "webhook": "set" if self._webhook_url else "unset",
+                             "delivered": delivered, "delivery_error": error})
+        return True
+
+    def resolve(self, key_prefix: str, database: bool = True, exact: bool = False) -> int:
+        """The condition behind alerts whose key starts with `key_prefix` is over: the next occurrence alerts
+        at once instead of waiting out the cool-down. Rows stay in the alerts table (key + '~resolved').
+        Returns how many active alerts were resolved. `database=False` touches only the ledger (DB down)."""
+        ledger = self._ledger
+        done = 0 if ledger is None else len(ledger.release(key_prefix) if exact else ledger.release_prefix(key_prefix))
+        if database:
+            try:
+                with transaction(self._engine) as conn:
+                    c = s.alerts.c.key
+                    result = conn.execute(
+                        s.alerts.update()
+                        .where(c == key_prefix if exact else c.startswith(key_prefix, autoescape=True),
+                               ~c.endswith(RESOLVED_SUFFIX))
+                        .values(key=sa.func.substr(c, 1, 200 - len(RESOLVED_SUFFIX)) + RESOLVED_SUFFIX))
+                    done += result.rowcount or 0
+            except Exception:  # noqa: BLE001 - resolving is best effort; the ledger part is done
+                if self._ledger is None:
+                    raise
+        if done:
+            self._log("info", {"event": "alert_resolved", "key_prefix": key_prefix, "resolved": done})
+        return done
 
     # ------------------------------------------------------------------ internals
 

@@ -339,11 +339,29 @@ def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
         logging.getLogger("pipeline").debug("health check failed", exc_info=True)
         report = HealthReport()
         report.add("health_check", UNHEALTHY, redact(f"the check itself failed: {type(exc).__name__}: {exc}"))
+    if args.alert:
+        _alert_from_health(report, settings)
     if args.json:
         print(json.dumps(report.as_json(), indent=2, default=str))
     else:
         print(report.render())
     return report.exit_code
+
+
+def _alert_from_health(report: Any, settings: Settings) -> None:
+    """`health --alert`: the watchdog outside Dagster tells what the daemons cannot (a dead sensor daemon, the
+    database down), through the same sink and out-of-band ledger as the sensors, so nothing is told twice."""
+    from pipeline.alerts import AlertLedger, AlertSink
+    from pipeline.db import get_engine
+    from pipeline.watch import tell_watched
+
+    sink = AlertSink(get_engine(settings.database_url, settings.db_pool_size, settings.db_max_overflow),
+                     webhook_url=settings.alert_webhook_url, cooldown_s=settings.alert_cooldown_s,
+                     logger=logging.getLogger("pipeline.alerts"), ledger=AlertLedger.in_state_dir(settings.state_path))
+    try:
+        tell_watched(report, sink)
+    except Exception as exc:  # noqa: BLE001 - the report still prints and exits with its code
+        print(redact(f"warning: could not send the health alerts: {type(exc).__name__}: {exc}"), file=sys.stderr)
 
 
 def cmd_canary(args: argparse.Namespace, settings: Settings) -> int:
@@ -485,6 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("health", cmd_health, "liveness probe: exit 0 healthy, 1 degraded, 2 unhealthy")
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-daemon", action="store_true", help="do not require a Dagster daemon heartbeat")
+    p.add_argument("--alert", action="store_true",
+                   help="also alert (webhook) a dead daemon, the database down or a non-empty journal, once per "
+                        "condition, re-armed when healed: run it from a systemd timer or cron (README)")
 
     p = add("canary", cmd_canary, "load composer, timeline and a status page per account (never posts) and check "
             "every selector the X client needs; exit 1 and a ui_changed alert when one is missing")

@@ -24,6 +24,17 @@ WHAT_IT_RUNS = {
     "QUEUED_RUN_COORDINATOR": "queued runs are never launched",
     "MONITORING": "hung or dead runs are not failed, run retries are not launched",
 }
+# How often each daemon writes a heartbeat. Dagster beats at most every 30 s, but only when the daemon's loop
+# yields: the scheduler's loop sleeps until the next minute boundary, so it beats once a minute. Judging it by
+# the 30 s daemons' limit called a healthy scheduler down (the detection bench's false alarm).
+DEFAULT_BEAT_S = 30.0
+BEAT_INTERVAL_S = {"SCHEDULER": 60.0}
+
+
+def heartbeat_limit_s(daemon_type: str, max_age_s: float) -> float:
+    """The age past which `daemon_type` is down: `max_age_s` is set for 30 s beaters; a daemon that beats less
+    often gets the same slack beyond its own cadence (the scheduler: max_age_s + 30 s)."""
+    return max_age_s + max(0.0, BEAT_INTERVAL_S.get(daemon_type, DEFAULT_BEAT_S) - DEFAULT_BEAT_S)
 
 
 @dataclass(frozen=True)
@@ -37,8 +48,12 @@ class DaemonState:
     def down(self, max_age_s: float) -> bool:
         """Down: never beat, or beat too long ago. Errors in a fresh heartbeat (a sensor that raised in the last
         5 min) do not make it down, as for `dagster-daemon liveness-check`; health reports them as degraded.
-        Dagster tolerates 30 min of silence; ours is the daemon_max_heartbeat_age_s setting."""
-        return self.heartbeat_age_s is None or self.heartbeat_age_s > max_age_s
+        Dagster tolerates 30 min of silence; ours is the daemon_max_heartbeat_age_s setting, stretched for a
+        daemon that beats less often than every 30 s (heartbeat_limit_s)."""
+        return self.heartbeat_age_s is None or self.heartbeat_age_s > self.limit_s(max_age_s)
+
+    def limit_s(self, max_age_s: float) -> float:
+        return heartbeat_limit_s(self.daemon_type, max_age_s)
 
 
 @dataclass(frozen=True)

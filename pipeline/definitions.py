@@ -40,6 +40,7 @@ from sensors.canary import canary_job, canary_schedule
 from sensors.common import JOB_TAG, METRICS_JOB, PERFORMANCE_JOB, PLAN_JOB, POST_JOB
 from sensors.daemons import daemon_health_sensor
 from sensors.dispatch import dispatch_sensor
+from sensors.local import local_state_sensor
 from sensors.plan_health import plan_health_sensor
 from sensors.queue import empty_queue_sensor
 from sensors.run_failure import run_failure_alert_sensor
@@ -131,7 +132,7 @@ defs = dg.Definitions(
     jobs=[plan_job, post_job, metrics_job, performance_job, canary_job],
     schedules=[plan_schedule, metrics_schedule, performance_schedule, canary_schedule],
     sensors=[dispatch_sensor, empty_queue_sensor, plan_health_sensor, run_failure_alert_sensor, stuck_work_sensor,
-             daemon_health_sensor],
+             daemon_health_sensor, local_state_sensor],
     resources=resources,
     executor=dg.in_process_executor,
 )

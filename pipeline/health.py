@@ -90,6 +90,28 @@ def check_health(settings: Settings, daemons: DaemonProbe | None = None, daemon_
     return report
 
 
+def check_local(settings: Settings, engine: Engine | None = None) -> HealthReport:
+    """Only the checks that need neither Dagster nor a working database to report: does the database answer,
+    is the journal empty. A sensor runs these every tick (sensors/local.py) so a database outage is alerted."""
+    report = HealthReport()
+    try:
+        engine = engine or get_engine(settings.database_url, settings.db_pool_size, settings.db_max_overflow)
+        require_schema(engine)
+        report.add("database", OK, "reachable, schema current")
+    except (DatabaseError, sa.exc.SQLAlchemyError) as exc:
+        report.add("database", UNHEALTHY, str(exc) if isinstance(exc, DatabaseError)
+                   else f"database unreachable or failing ({type(exc).__name__}); check PIPELINE_DATABASE_URL")
+    _journal(report, settings)
+    return report
+
+
+def check_daemons(probe: DaemonProbe, max_age_s: float) -> HealthReport:
+    """Only the per-daemon liveness lines (daemon_health_sensor)."""
+    report = HealthReport()
+    _daemons(report, probe, True, max_age_s)
+    return report
+
+
 def _queue(report: HealthReport, engine: Engine, settings: Settings, now: datetime) -> None:
     accounts = [a["handle"] for a in queue.list_accounts(engine)]
     if not accounts:
@@ -206,7 +228,7 @@ def _daemons(report: HealthReport, probe: DaemonProbe, expected: bool, max_age_s
             report.add(name, UNHEALTHY, f"never sent a heartbeat: {stops}; restart `dagster-daemon run`", None)
         elif d.down(max_age_s):
             report.add(name, UNHEALTHY, f"last heartbeat {d.heartbeat_age_s:.0f} s ago: this daemon has stopped "
-                       f"(limit {max_age_s:.0f} s), {stops}; restart `dagster-daemon run`", d.heartbeat_age_s)
+                       f"(limit {d.limit_s(max_age_s):.0f} s), {stops}; restart `dagster-daemon run`", d.heartbeat_age_s)
         elif d.errors:
             report.add(name, DEGRADED, f"alive (heartbeat {d.heartbeat_age_s:.0f} s ago) but reported errors in the "
                        f"last 5 min: {d.errors[0]} (see `dagster-daemon debug heartbeat-dump` and the daemon log)",

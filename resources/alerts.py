@@ -5,7 +5,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from pipeline.alerts import AlertSink
+from pipeline.alerts import AlertLedger, AlertSink
 from pipeline.settings import load_settings
 from resources.database import Database
 
@@ -19,5 +19,7 @@ class Alerts(dg.ConfigurableResource):
     cooldown_s: int | None = Field(default=None, description="Same-key alerts are not re-sent within this (PIPELINE_ALERT_COOLDOWN_S)")
 
     def sink(self, logger: Any = None) -> AlertSink:
-        cooldown = self.cooldown_s if self.cooldown_s is not None else load_settings().alert_cooldown_s
-        return AlertSink(self.database.engine, webhook_url=self.webhook_url, cooldown_s=cooldown, logger=logger)
+        settings = load_settings()
+        cooldown = self.cooldown_s if self.cooldown_s is not None else settings.alert_cooldown_s
+        return AlertSink(self.database.engine, webhook_url=self.webhook_url, cooldown_s=cooldown, logger=logger,
+                         ledger=AlertLedger.in_state_dir(settings.state_path))

@@ -2,13 +2,16 @@
 
 The scheduler, the run queue or run monitoring can die while the sensor daemon lives on (they are threads, or
 separate processes, of `dagster-daemon run`). The sensor daemon itself cannot be watched from inside: that is
-what `pipeline health`, run from outside, is for.
+what `pipeline health --alert`, run from outside, is for. Both alert through pipeline.watch: one key per daemon
+(health:daemon:<type>) in the out-of-band ledger, so the sensor and the watchdog never tell the same death twice.
 """
 
 import dagster as dg
 
-from pipeline.daemons import WHAT_IT_RUNS, DaemonProbe
+from pipeline.daemons import DaemonProbe
+from pipeline.health import check_daemons
 from pipeline.settings import load_settings
+from pipeline.watch import tell_watched
 from resources import Alerts
 from resources.daemon import daemon_statuses
 from sensors.common import SENSOR_INTERVAL_S
@@ -23,15 +26,8 @@ from sensors.common import SENSOR_INTERVAL_S
 def daemon_health_sensor(context: dg.SensorEvaluationContext, alerts: Alerts):
     max_age_s = load_settings().daemon_max_heartbeat_age_s
     probe = DaemonProbe.from_json(daemon_statuses(context.instance))
-    down = [d for d in probe.daemons if d.daemon_type != "SENSOR" and d.down(max_age_s)]
-    sink = alerts.sink(context.log)
-    for d in down:
-        age = "never" if d.heartbeat_age_s is None else f"{d.heartbeat_age_s:.0f} s ago"
-        why = f"last heartbeat {age}"
-        sink.send(key=f"daemon-down:{d.daemon_type}", title=f"Dagster daemon {d.daemon_type} is down",
-                  body=f"{why} (limit {max_age_s} s): {WHAT_IT_RUNS.get(d.daemon_type, 'its work does not happen')}. "
-                       "Restart `dagster-daemon run` (systemctl restart pipeline-daemon) and check its log; "
-                       "`pipeline health` shows every daemon.",
-                  severity="critical")
-    return dg.SkipReason(f"down: {', '.join(d.daemon_type for d in down)} (alerted)" if down
+    report = check_daemons(probe, max_age_s)
+    sent = tell_watched(report, alerts.sink(context.log))
+    down = [d.daemon_type for d in probe.daemons if d.down(max_age_s)]
+    return dg.SkipReason(f"down: {', '.join(down)} (alerted now: {', '.join(sent) or 'none'})" if down
                          else f"{len(probe.daemons)} daemons beating")

@@ -1,4 +1,5 @@
-"""`run_failure_alert_sensor`: every failed run that will not be retried -> an alert with the error.
+"""`run_failure_alert_sensor`: every failed run that will not be retried -> an alert with the error; a plan run
+at its first failure, retried or not.
 
 Identical failures of the same job (same error text, numbers ignored) share an alert key, so a post_job
 failing the same way every 5 minutes raises one alert per cool-down, not twelve an hour; a different
@@ -11,9 +12,13 @@ import re
 import dagster as dg
 
 from resources import Alerts
-from sensors.common import SENSOR_INTERVAL_S
+from sensors.common import PLAN_JOB, SENSOR_INTERVAL_S
 
 WILL_RETRY_TAG = "dagster/will_retry"
+# Jobs whose first failure is told even when Dagster will retry it: a failing plan run means the queue drains
+# while the retries (often failing the same way: a missing drafts folder, a spent LLM budget) play out, and the
+# identical failures of the retries share the first one's key, so the operator hears it once, at once.
+ALERT_FIRST_FAILURE = {PLAN_JOB}
 
 _NUMBERS = re.compile(r"\d+")
 
@@ -49,13 +54,15 @@ def will_retry(run: dg.DagsterRun) -> bool:
     description="Alerts (webhook, log, alerts table) on every failed run of this code location.",
 )
 def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: Alerts) -> None:
-    if will_retry(context.dagster_run):
+    job = context.dagster_run.job_name
+    retrying = will_retry(context.dagster_run)
+    if retrying and job not in ALERT_FIRST_FAILURE:
         context.log.info(f"run {context.dagster_run.run_id} failed and will be retried: no alert")
         return
     signature, body = failure_summary(context)
-    job = context.dagster_run.job_name
     retries = context.dagster_run.tags.get("dagster/retry_number")
     body += ((f"\n(after {retries} retries by Dagster)" if retries else "")
+             + ("\n(Dagster retries this run; a retry failing the same way is not told again)" if retrying else "")
              + "\nTo fix: read the error above and the run's log in the Dagster UI (Runs, then this run id); fix the "
                "cause, then re-execute the run from the UI or wait for the next scheduled run. `pipeline health` "
                "shows what is affected.")

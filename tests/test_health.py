@@ -157,3 +157,26 @@ def test_a_failed_last_plan_run_is_degraded_until_one_succeeds(healthy: tuple[Se
     assert "drafts folder /x does not exist" in report.render()
     jobruns.record(engine, jobruns.PLAN, True, 3)
     assert check_health(settings, BEATING, engine=engine).exit_code == 0
+
+
+def test_the_scheduler_is_judged_by_its_once_a_minute_beat(healthy: tuple[Settings, sa.Engine]) -> None:
+    """The detection bench's false alarm: the scheduler beats once a minute, so 100 s is a late-ish beat for it
+    but a dead sensor daemon; past its own limit (90 + 30 s) the scheduler is down too."""
+    settings, engine = healthy
+    probe = DaemonProbe([DaemonState("SCHEDULER", 100.0), DaemonState("SENSOR", 100.0),
+                         DaemonState("QUEUED_RUN_COORDINATOR", 5.0), DaemonState("MONITORING", 5.0)])
+    report = check_health(settings, daemons=probe, engine=engine)
+    assert names(report, "unhealthy") == {"daemon:sensor"}, report.render()
+    late = DaemonProbe([DaemonState("SCHEDULER", 125.0)])
+    report = check_health(settings, daemons=late, engine=engine)
+    assert "daemon:scheduler" in names(report, "unhealthy") and "limit 120 s" in report.render()
+
+
+def test_dagster_scheduler_still_sleeps_to_the_next_minute() -> None:
+    """The assumption behind BEAT_INTERVAL_S: Dagster's scheduler loop wakes (and so beats) once a minute."""
+    from dagster._scheduler.scheduler import _get_next_scheduler_iteration_time
+
+    from pipeline.daemons import BEAT_INTERVAL_S
+
+    assert _get_next_scheduler_iteration_time(120.5) == 180.0
+    assert BEAT_INTERVAL_S["SCHEDULER"] == 60.0
