@@ -34,6 +34,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 sys.path.insert(0, str(ROOT))
 
 from bench.common import markdown_table, percentile, write_result  # noqa: E402
+from pipeline.settings import SETTINGS  # noqa: E402
 from tests.daemon_stack import DaemonStack  # noqa: E402
 
 GOALS = {"p99_s": 15.0, "max_s": 60.0, "isolation_extra_s": 15.0, "scale_all_live_s": 120.0}
@@ -182,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         "scale": (big["all_live_after_s"] or math.inf) <= GOALS["scale_all_live_s"],
         "no_duplicates": late["duplicates"] + iso["duplicates"] + big["duplicates"] == 0,
     }
-    payload = {"shortened": args.short, "sizes": size, "goals": GOALS, "goals_met": goals,
+    defaults = {s.name: s.default for s in SETTINGS if s.name.startswith("dispatch_")}
+    payload = {"shortened": args.short, "sizes": size, "goals": GOALS, "goals_met": goals, "dispatch": defaults,
+               "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
                "cpus": os.cpu_count(), "load_average_at_start": load_at_start, "elapsed_s": round(time.time() - started, 1),
                "lateness": late, "isolation": iso, "scale": big}
     rows = [
