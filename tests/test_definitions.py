@@ -268,6 +268,8 @@ def _assert_per_account_limits(inst: dg.DagsterInstance) -> None:
     coordinator = inst.run_coordinator
     assert (coordinator.dequeue_interval_seconds, coordinator.dequeue_use_threads,
             coordinator.dequeue_num_workers) == (2, True, 4)
+    # Sensors in threads: the dispatch tick never waits behind the others, and one tick's runs submit in parallel.
+    assert inst.get_settings("sensors") == {"use_threads": True, "num_workers": 4, "num_submit_workers": 4}
 
 
 def test_k8s_instance_config_loads_and_its_launcher_config_is_valid(tmp_path: Path,
@@ -294,6 +296,7 @@ def test_k8s_instance_config_loads_and_its_launcher_config_is_valid(tmp_path: Pa
     assert config["concurrency"]["pools"]["default_limit"] >= config["concurrency"]["runs"]["max_concurrent_runs"] >= 50
     assert config["run_coordinator"]["config"] == {"dequeue_interval_seconds": 2, "dequeue_use_threads": True,
                                                    "dequeue_num_workers": 4}
+    assert config["sensors"] == {"use_threads": True, "num_workers": 4, "num_submit_workers": 4}
     launcher_schema = resolve_to_config_type(K8sRunLauncher.config_type())
     checked = process_config(launcher_schema, config["run_launcher"]["config"])
     assert checked.success, checked.errors
