@@ -184,7 +184,8 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "metrics_per_run": _AT_LEAST_1,
     "dispatch_horizon_s": _NOT_NEGATIVE,  # 0: a run posts only what is due now
     "dispatch_linger_s": _NOT_NEGATIVE,  # 0: no lingering (the run ends once nothing is due within the horizon)
-    "dispatch_run_max_s": _rule(lambda v: v >= 10, "must be 10 or more seconds: a run needs time to start and post"),
+    "dispatch_run_max_s": _rule(lambda v: 10 <= v <= 3000, "must be 10 to 3000 seconds: a run needs time to start "
+                                "and post, and run monitoring fails a post_job run past its dagster/max_runtime (3600 s)"),
     "daemon_max_heartbeat_age_s": _rule(lambda v: v >= 30, "must be 30 or more seconds (daemons beat every 30 s)"),
     "canary_timeout_s": _POSITIVE,
     "sensor_interval_s": _rule(lambda v: v >= 5, "must be at least 5 seconds"),

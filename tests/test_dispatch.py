@@ -156,3 +156,12 @@ def test_next_due_reads_the_database_clock_the_next_item_and_the_breaker(engine:
     assert dispatch.next_due(engine, "ann").held
     set_breaker(engine, "ann", "open", opened_ago=timedelta(minutes=20), open_until_in=timedelta(seconds=-1))
     assert not dispatch.next_due(engine, "ann").held  # half-open: the run may probe
+
+
+def test_run_max_stays_inside_post_jobs_max_runtime() -> None:
+    from pipeline.settings import ConfigError, load_settings
+
+    assert load_settings(env={}).dispatch_run_max_s == 1800 and load_settings(env={}).dispatch_linger_s == 300
+    for bad in ("5", "4000"):
+        with pytest.raises(ConfigError, match="PIPELINE_DISPATCH_RUN_MAX_S"):
+            load_settings(env={"PIPELINE_DISPATCH_RUN_MAX_S": bad})
