@@ -27,8 +27,10 @@ BROWSER_POOL = "x_browser"
     description=(
         "Tweets posted to X: journal replay and reconciliation of unknown posts first, then every due item per "
         "account until nothing is due, the account's breaker opens or the run's budget is spent. A run tagged "
-        "pipeline/account=<handle> (dispatch_sensor) posts that account only and waits for items due within "
-        "the dispatch horizon; untagged runs post every account no other run is posting for."
+        "pipeline/account=<handle> (dispatch_sensor) posts that account only, waits for items due within "
+        "the dispatch horizon and then lingers (browser kept, queue polled each second) for "
+        "PIPELINE_DISPATCH_LINGER_S after its last due item, at most PIPELINE_DISPATCH_RUN_MAX_S in all; "
+        "untagged runs post every account no other run is posting for."
     ),
 )
 def posted_tweets(context: dg.AssetExecutionContext, database: Database, browser: Browser,
@@ -39,8 +41,12 @@ def posted_tweets(context: dg.AssetExecutionContext, database: Database, browser
     engine = database.ready_engine()
     account = context.run.tags.get(ACCOUNT_TAG)
     with jobruns.track(engine, jobruns.POST) as run:
+        # A dispatched run (one account) waits for its item's minute, then lingers for later posts; a run
+        # without the tag (UI materialize, `dagster job execute`) posts what is due now and ends.
         report = run_posting(engine, settings, browser.session, accounts=[account] if account else None,
-                             alerts=alerts.sink(context.log), wait_s=settings.dispatch_horizon_s if account else 0.0)
+                             alerts=alerts.sink(context.log), wait_s=settings.dispatch_horizon_s if account else 0.0,
+                             linger_s=settings.dispatch_linger_s if account else 0.0,
+                             run_max_s=settings.dispatch_run_max_s)
         run.produced = report.posted
         run.detail = report_dict(report)
     duplicates = integrity.duplicate_posts(engine, lookback_days=1, limit=100)

@@ -3,7 +3,9 @@
     sensor (every 15 s) -> accounts_to_dispatch(): due within the horizon, on the database clock
                         -> one post_job run per account (run tag pipeline/account=<handle>)
     run                 -> AccountLease: only one posting run per account, whatever launched it
-                        -> seconds_until_due(): wait for the item's minute, post, look again
+                        -> linger_step(): wait for the item's minute, post, then linger (keep the browser,
+                           poll the account's queue) until nothing was due for PIPELINE_DISPATCH_LINGER_S
+                           or the run is PIPELINE_DISPATCH_RUN_MAX_S old
 
 Each account posts in its own run, so one account's stall, rate limit or unknown outcome never delays
 another's. The run queue's per-unique-value tag limit keeps two runs of one account from starting; the
@@ -85,6 +87,66 @@ def seconds_until_due(engine: Engine, account: str) -> float | None:
     if first is None:
         return None
     return max(0.0, (first - now).total_seconds())
+
+
+@dataclass(frozen=True)
+class NextDue:
+    now: datetime  # the database clock when asked
+    seconds: float | None  # until the account's next queued item is due (0: due now); None: nothing queued
+    held: bool  # the account's breaker holds it (open until later, or forced open)
+
+
+def next_due(engine: Engine, account: str) -> NextDue:
+    """One cheap look for a lingering run: the database time, the next due item and the breaker, together."""
+    with engine.connect() as conn:
+        now = db_now(conn)
+        first = conn.execute(
+            sa.select(sa.func.min(items.c.scheduled_at)).where(items.c.account == account, items.c.state == s.QUEUED)
+        ).scalar()
+        held = conn.execute(
+            sa.select(sa.func.count()).select_from(s.breaker_state).where(
+                s.breaker_state.c.account == account,
+                sa.or_(s.breaker_state.c.state == "forced_open",
+                       sa.and_(s.breaker_state.c.state == "open", s.breaker_state.c.open_until > now)))
+        ).scalar()
+    seconds = None if first is None else max(0.0, (_aware(first) - now).total_seconds())
+    return NextDue(now, seconds, bool(held))
+
+
+LINGER_POLL_S = 1.0  # a lingering run looks at its queue this often: a post added while it lingers waits <= 1 s
+
+
+@dataclass(frozen=True)
+class LingerStep:
+    action: str  # "post" (something is due now), "wait" (sleep `seconds`, then look again) or "stop"
+    seconds: float = 0.0
+    reason: str = ""
+
+
+def linger_step(elapsed_s: float, idle_s: float, due: NextDue, horizon_s: float, linger_s: float,
+                run_max_s: float, poll_s: float = LINGER_POLL_S) -> LingerStep:
+    """What a dispatched run does next, after a posting pass (pure; all times on the database clock).
+
+    `elapsed_s` is the run's age, `idle_s` the time since its last pass that had something due. The run
+    posts what is due; waits for an item due within the horizon (it was started early for it) or, within
+    the linger time, polls for new work so a later post needs no new run (process, Chromium, login); and
+    stops at the run's maximum age (new code, bounded memory), when its account's breaker holds, or when
+    the linger time has passed with nothing due."""
+    remaining = run_max_s - elapsed_s
+    if remaining <= 0:
+        return LingerStep("stop", reason="run_max")
+    if due.held:
+        return LingerStep("stop", reason="breaker")
+    if due.seconds is not None and due.seconds <= 0:
+        return LingerStep("post")
+    awaited = due.seconds is not None and due.seconds <= horizon_s and due.seconds < remaining
+    linger_left = linger_s - idle_s
+    if not awaited and linger_left <= 0:
+        return LingerStep("stop", reason="linger" if linger_s > 0 else "nothing_due")
+    wait = min(poll_s, remaining) if awaited else min(poll_s, linger_left, remaining)
+    if due.seconds is not None:
+        wait = min(wait, due.seconds + 0.05)  # due at exactly its time on the database clock (inclusive)
+    return LingerStep("wait", max(wait, 0.01))
 
 
 ACCOUNT_LEASE_MAX_S = 120.0

@@ -15,6 +15,7 @@ breaker decision reads the error's class from `pipeline.failures`.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -78,6 +79,10 @@ class PostingReport:
     posted_by_account: dict[str, list[str]] = field(default_factory=dict)  # account -> tweet ids, for the UI
     skipped_busy: list[str] = field(default_factory=list)  # accounts another run was posting for
 
+    def progress(self) -> tuple[int, ...]:
+        """Changes whenever a pass did something with an item (a lingering run's guard against busy loops)."""
+        return (self.posted, self.reconciled, self.requeued, self.unknown, self.needs_review, self.failed)
+
     def count_failure(self, error_class: str) -> None:
         self.failed_by_class[error_class] = self.failed_by_class.get(error_class, 0) + 1
 
@@ -88,14 +93,18 @@ def journal_for(settings: Settings) -> Journal:
 
 def run_posting(engine: Engine, settings: Settings, browser: BrowserSession, accounts: list[str] | None = None,
                 alerts: AlertSender | None = None, breaker: Breaker | None = None,
-                wait_s: float = 0.0, sleep: Callable[[float], None] = time.sleep) -> PostingReport:
+                wait_s: float = 0.0, sleep: Callable[[float], None] = time.sleep,
+                linger_s: float = 0.0, run_max_s: float = math.inf) -> PostingReport:
     """One posting run: reconcile, then post what is due per account until nothing is due, the breaker
     is open or the run's budget is spent. Each account is posted only while this run holds its lease
     (pipeline.dispatch): an account another run is posting for is skipped. With `wait_s` (a dispatched
     run for one account) the run also waits for items due within that many seconds and posts them at
-    their minute. Raises ConfirmationJournalled if a confirmation had to be journalled (the run must show
-    as failed; the next run replays it)."""
+    their minute; with `linger_s` it keeps its browser and polls the account's queue until nothing was due
+    for that long (or the run is `run_max_s` old), so posts due meanwhile need no new run. Raises
+    ConfirmationJournalled if a confirmation had to be journalled (the run must show as failed; the next
+    run replays it)."""
     report = PostingReport()
+    clock = _RunClock(engine)
     report.journal_replayed = journal_for(settings).replay(engine)  # before ANY post
     queue.expire_leases(engine)
     breaker = breaker or Breaker(engine)
@@ -108,7 +117,8 @@ def run_posting(engine: Engine, settings: Settings, browser: BrowserSession, acc
             continue
         try:
             # A ConfirmationJournalled propagates: the database is down, so nothing more may be posted anywhere.
-            _post_account(engine, settings, browser, handle, breaker, alerts, report, lease, wait_s, sleep)
+            _post_account(engine, settings, browser, handle, breaker, alerts, report, lease,
+                          _Linger(clock, wait_s, linger_s, run_max_s), sleep)
         except dispatch.AccountBusy as exc:
             log_event(log, "account_lease_lost", logging.WARNING, account=handle, error=str(exc))
         finally:
@@ -121,24 +131,69 @@ def run_posting(engine: Engine, settings: Settings, browser: BrowserSession, acc
     return report
 
 
+class _RunClock:
+    """The run's start on the database clock (every due time and lease is on that clock, not this host's)."""
+
+    def __init__(self, engine: Engine) -> None:
+        with engine.connect() as conn:
+            self.started = db_now(conn)
+
+
+@dataclass(frozen=True)
+class _Linger:
+    clock: _RunClock
+    horizon_s: float  # wait for an item due within this many seconds (the run was started early for it)
+    linger_s: float  # after the last due item, keep polling this long
+    run_max_s: float  # never run longer than this
+
+    @property
+    def active(self) -> bool:
+        return self.horizon_s > 0 or self.linger_s > 0
+
+
+LEASE_RENEW_EVERY_S = 15.0  # while lingering idle: well inside the account lease's lifetime (120 s at most)
+
+
 def _post_account(engine: Engine, settings: Settings, browser: BrowserSession, handle: str, breaker: Breaker,
                   alerts: AlertSender | None, report: PostingReport, lease: dispatch.AccountLease,
-                  wait_s: float, sleep: Callable[[float], None]) -> None:
-    """Post the account's due items; then, while something falls due within `wait_s`, wait for it and post
-    again. An unknown outcome ends the account's turn: the next run reconciles before posting more."""
+                  linger: _Linger, sleep: Callable[[float], None]) -> None:
+    """Post the account's due items; then wait for what falls due within the horizon and linger for new work
+    (dispatch.linger_step). An unknown outcome, a breaker that holds the account or a spent budget ends the
+    account's turn: the next run reconciles before posting more."""
     poster = AccountPoster(engine, settings, browser, queue.get_account(engine, handle), breaker, alerts, report,
                            keepalive=lease.renew)
+    last_active = linger.clock.started
+    renewed = time.monotonic()
+    idle_pass = False
     while True:
-        unknown_before = report.unknown
+        unknown_before, progress = report.unknown, report.progress()
         poster.run()
-        if wait_s <= 0 or report.unknown > unknown_before or not poster.may_continue:
+        renewed = time.monotonic()  # run() renews the lease before every claim
+        if not linger.active or report.unknown > unknown_before or not poster.may_continue:
             return
-        wait = dispatch.seconds_until_due(engine, handle)
-        if wait is None or wait > wait_s:
-            return
+        if idle_pass and report.progress() == progress:
+            sleep(dispatch.LINGER_POLL_S)  # due, but not claimable yet (locked by a claim in flight): no busy loop
+        idle_pass = report.progress() == progress
+        while True:
+            due = dispatch.next_due(engine, handle)
+            if due.seconds == 0.0:
+                last_active = due.now  # linger counts from the last due item
+            step = dispatch.linger_step(
+                elapsed_s=(due.now - linger.clock.started).total_seconds(),
+                idle_s=(due.now - last_active).total_seconds(), due=due, horizon_s=linger.horizon_s,
+                linger_s=linger.linger_s, run_max_s=linger.run_max_s)
+            if step.action == "stop":
+                log_event(log, "dispatch_run_ends", logging.INFO, account=handle, reason=step.reason)
+                return
+            if step.action == "post":
+                break
+            if due.seconds is not None and due.seconds <= linger.horizon_s:
+                poster.warm()  # start Chromium and load the session while waiting, not when the item is due
+            if time.monotonic() - renewed >= LEASE_RENEW_EVERY_S:
+                lease.renew()
+                renewed = time.monotonic()
+            sleep(step.seconds)
         lease.renew()
-        if wait > 0:
-            sleep(wait + 0.05)  # the item is due at exactly its time on the database clock (inclusive)
 
 
 class AccountPoster:
@@ -158,6 +213,15 @@ class AccountPoster:
         self._client: XWebClient | None = None
 
     # ------------------------------------------------------------------ plumbing
+
+    def warm(self) -> None:
+        """Open the account's page ahead of its next post; a failure here is left to the post to report."""
+        if self._client is not None:
+            return
+        try:
+            self.client  # noqa: B018 - the property opens the browser and the account's page
+        except Exception as exc:  # noqa: BLE001 - the post itself retries the page and classifies the error
+            self.event("browser_warm_failed", logging.WARNING, error=str(exc))
 
     @property
     def client(self) -> XWebClient:

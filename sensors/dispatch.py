@@ -1,7 +1,8 @@
 """`dispatch_sensor`: every 15 s, one post_job run per account with something due within the horizon.
 
 The run starts up to `PIPELINE_DISPATCH_HORIZON_S` early and waits for the item's minute, so a post goes
-out at its time instead of on a five-minute grid. Each run carries the tag pipeline/account=<handle>: the
+out at its time instead of on a five-minute grid; afterwards it lingers (PIPELINE_DISPATCH_LINGER_S) and posts
+what falls due meanwhile itself, so the sensor asks for nothing while an account's run is alive. Each run carries the tag pipeline/account=<handle>: the
 run queue (dagster.yaml, applyLimitPerUniqueValue) never starts two runs of one account, and the UI shows
 per run which account it posted for. The run key (account + due minute) asks once per minute at most.
 """

@@ -261,8 +261,15 @@ def _assert_per_account_limits(inst: dg.DagsterInstance) -> None:
     limits = config.run_queue_config.tag_concurrency_limits
     assert PER_ACCOUNT in limits
     assert not any(limit["key"] == "pipeline/job" and limit["value"] == "post" for limit in limits)
-    assert config.run_queue_config.max_concurrent_runs >= 10
-    assert config.pool_config.default_pool_limit >= 10
+    # Lingering posting runs hold a run slot and a browser per account: room for 50 accounts plus other jobs.
+    assert config.run_queue_config.max_concurrent_runs >= 50
+    assert config.pool_config.default_pool_limit >= config.run_queue_config.max_concurrent_runs
+    # The queue is read every 2 s by worker threads, so a due account's run starts within seconds.
+    coordinator = inst.run_coordinator
+    assert (coordinator.dequeue_interval_seconds, coordinator.dequeue_use_threads,
+            coordinator.dequeue_num_workers) == (2, True, 4)
+    # Sensors in threads: the dispatch tick never waits behind the others, and one tick's runs submit in parallel.
+    assert inst.get_settings("sensors") == {"use_threads": True, "num_workers": 4, "num_submit_workers": 4}
 
 
 def test_k8s_instance_config_loads_and_its_launcher_config_is_valid(tmp_path: Path,
@@ -286,7 +293,10 @@ def test_k8s_instance_config_loads_and_its_launcher_config_is_valid(tmp_path: Pa
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
     assert "postgres" in config["storage"]
     assert PER_ACCOUNT in config["concurrency"]["runs"]["tag_concurrency_limits"]
-    assert config["concurrency"]["pools"]["default_limit"] >= 10
+    assert config["concurrency"]["pools"]["default_limit"] >= config["concurrency"]["runs"]["max_concurrent_runs"] >= 50
+    assert config["run_coordinator"]["config"] == {"dequeue_interval_seconds": 2, "dequeue_use_threads": True,
+                                                   "dequeue_num_workers": 4}
+    assert config["sensors"] == {"use_threads": True, "num_workers": 4, "num_submit_workers": 4}
     launcher_schema = resolve_to_config_type(K8sRunLauncher.config_type())
     checked = process_config(launcher_schema, config["run_launcher"]["config"])
     assert checked.success, checked.errors

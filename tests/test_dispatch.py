@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
@@ -105,3 +105,63 @@ def test_lease_race_has_exactly_one_winner(db_url: str) -> None:
     for t in threads:
         t.join()
     assert sorted(results) == [False] * 5 + [True]
+
+
+# --------------------------------------------------------------------------- lingering runs (pure decisions)
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def _due(seconds: float | None, held: bool = False) -> dispatch.NextDue:
+    return dispatch.NextDue(NOW, seconds, held)
+
+
+def _step(elapsed_s: float = 10, idle_s: float = 0, due: dispatch.NextDue | None = None, horizon_s: float = 60,
+          linger_s: float = 300, run_max_s: float = 1800) -> dispatch.LingerStep:
+    return dispatch.linger_step(elapsed_s, idle_s, due or _due(None), horizon_s, linger_s, run_max_s, poll_s=1.0)
+
+
+def test_linger_step_posts_what_is_due_and_polls_while_lingering() -> None:
+    assert _step(due=_due(0.0)).action == "post"
+    assert _step(due=_due(None), idle_s=100) == dispatch.LingerStep("wait", 1.0)  # polls for new work
+    assert _step(due=_due(0.3), idle_s=100) == dispatch.LingerStep("wait", pytest.approx(0.35))  # at its time
+    assert _step(due=_due(900), idle_s=299.5).seconds == pytest.approx(0.5)  # not beyond the linger time
+
+
+def test_linger_step_stops_after_the_linger_time_with_nothing_due_but_waits_for_an_item_within_the_horizon() -> None:
+    assert _step(due=_due(None), idle_s=300) == dispatch.LingerStep("stop", reason="linger")
+    assert _step(due=_due(120), idle_s=300).action == "stop"  # beyond the horizon: the sensor starts a run
+    assert _step(due=_due(30), idle_s=300).action == "wait"  # within the horizon: the run was started for it
+    # Without lingering (0) a run still waits for its item's minute, as before lingering existed.
+    assert _step(due=_due(30), linger_s=0).action == "wait"
+    assert _step(due=_due(None), linger_s=0) == dispatch.LingerStep("stop", reason="nothing_due")
+
+
+def test_linger_step_stops_at_the_run_max_and_when_the_breaker_holds() -> None:
+    assert _step(elapsed_s=1800, due=_due(0.0)) == dispatch.LingerStep("stop", reason="run_max")
+    assert _step(elapsed_s=1790, due=_due(30), idle_s=0).seconds == 1.0  # lingers, but not past the maximum
+    assert _step(elapsed_s=1799.6, due=_due(None)).seconds == pytest.approx(0.4)
+    assert _step(elapsed_s=1790, due=_due(30), idle_s=400).action == "stop"  # due after the maximum: next run
+    assert _step(due=_due(0.0, held=True)) == dispatch.LingerStep("stop", reason="breaker")
+    assert _step(due=_due(None, held=True)) == dispatch.LingerStep("stop", reason="breaker")
+
+
+def test_next_due_reads_the_database_clock_the_next_item_and_the_breaker(engine: sa.Engine) -> None:
+    add_account(engine, "ann")
+    assert dispatch.next_due(engine, "ann").seconds is None
+    add_item(engine, "ann", ["in 20 s"], scheduled_at=_now(engine) + timedelta(seconds=20))
+    due = dispatch.next_due(engine, "ann")
+    assert 19 <= due.seconds <= 20 and not due.held and abs((due.now - _now(engine)).total_seconds()) < 5
+    set_breaker(engine, "ann", "open", opened_ago=timedelta(seconds=5), open_until_in=timedelta(minutes=10))
+    assert dispatch.next_due(engine, "ann").held
+    set_breaker(engine, "ann", "open", opened_ago=timedelta(minutes=20), open_until_in=timedelta(seconds=-1))
+    assert not dispatch.next_due(engine, "ann").held  # half-open: the run may probe
+
+
+def test_run_max_stays_inside_post_jobs_max_runtime() -> None:
+    from pipeline.settings import ConfigError, load_settings
+
+    assert load_settings(env={}).dispatch_run_max_s == 1800 and load_settings(env={}).dispatch_linger_s == 300
+    for bad in ("5", "4000"):
+        with pytest.raises(ConfigError, match="PIPELINE_DISPATCH_RUN_MAX_S"):
+            load_settings(env={"PIPELINE_DISPATCH_RUN_MAX_S": bad})

@@ -26,6 +26,7 @@ from tests.fixtures_world import World
 ROOT = Path(__file__).resolve().parent.parent
 DAGSTER = str(Path(sys.executable).parent / "dagster")
 POST_TIMEOUT_S = 30  # a stalled post costs this long: far longer than the healthy account's whole run
+LINGER_S = 2  # tagged runs linger after their last post (5 min by default); briefly here, so they end
 
 
 def _env(world: World, tmp_path: Path, **settings: str) -> dict[str, str]:
@@ -36,7 +37,7 @@ def _env(world: World, tmp_path: Path, **settings: str) -> dict[str, str]:
     env.update(DAGSTER_HOME=str(home), PIPELINE_DATABASE_URL=world.settings.database_url,
                PIPELINE_X_BASE_URL=world.sandbox.url, PIPELINE_STATE_DIR=str(world.state_dir),
                PIPELINE_POST_TIMEOUT_S=str(POST_TIMEOUT_S), PIPELINE_RECONCILE_SETTLE_S="0.5",
-               PIPELINE_DISPATCH_HORIZON_S="0")
+               PIPELINE_DISPATCH_HORIZON_S="0", PIPELINE_DISPATCH_LINGER_S=str(LINGER_S))
     env.update({f"PIPELINE_{k.upper()}": v for k, v in settings.items()})
     # Create Dagster's own storage once: runs starting together on an empty DAGSTER_HOME race to stamp it.
     subprocess.run([sys.executable, "-c", "import dagster; dagster.DagsterInstance.get().dispose()"], env=env,
