@@ -73,6 +73,7 @@ class SideRunner:
         self.workers_lock = threading.Lock()
         self.chaos = True
         self.unmatched_posters = 0
+        self.kill_debt = 0  # scheduled kills whose poster was not found, owed to the next stored posts
         self.t0 = time.monotonic()
 
     # ---------------------------------------------------------------- hooks for the two sides
@@ -260,7 +261,7 @@ class SideRunner:
     def kill_on_post(self, event: Any) -> bool:
         """Sandbox hook, called the instant a tweet is stored (before its response leaves): when the schedule
         says so, SIGKILL the worker whose browser sent this CreateTweet (found by the request's TCP socket)."""
-        if not self.chaos or not event.kill_poster:
+        if not self.chaos or not (event.kill_poster or self.kill_debt):
             return False
         peer = REQUEST_PEER.get()
         inodes = socket_inodes(peer, self.sandbox_port) if peer else set()
@@ -269,8 +270,10 @@ class SideRunner:
             poster = next((w for w in live if inodes and owns_socket(process_tree(w.proc.pid), inodes)), None)
             if poster is not None:
                 self.kill(poster, "sigkill_after_post")
-            else:
+                self.kill_debt -= not event.kill_poster  # this kill paid an earlier unmatched one
+            elif event.kill_poster:
                 self.unmatched_posters += 1
+                self.kill_debt += 1  # the next stored post's poster is killed instead: the kill count must hold
         return poster is not None
 
     def diagnose(self, w: Worker) -> None:
