@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from pipeline import db as dbmod
 from pipeline.migrate import upgrade
+from sandbox.dbproxy import FaultProxy
 from tests import pg
 
 pytest_plugins = ["tests.fixtures_browser", "tests.fixtures_world"]
@@ -43,6 +44,17 @@ def _truncate(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         for table in reversed(metadata.sorted_tables):
             conn.execute(table.delete())
+
+
+@pytest.fixture
+def pg_proxy(pg_url: str) -> Iterator[tuple[FaultProxy, str]]:
+    """PostgreSQL behind a proxy the test can cut, and the URL through it."""
+    url = sa.make_url(pg_url)
+    proxy = FaultProxy(url.host or "127.0.0.1", url.port or 5432)
+    try:
+        yield proxy, url.set(port=proxy.port).render_as_string(hide_password=False)
+    finally:
+        proxy.close()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

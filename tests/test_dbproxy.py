@@ -6,22 +6,11 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
 
 from sandbox.dbproxy import FaultProxy
-
-
-@pytest.fixture
-def pg_proxy(pg_url: str) -> Iterator[tuple[FaultProxy, str]]:
-    url = sa.make_url(pg_url)
-    proxy = FaultProxy(url.host or "127.0.0.1", url.port or 5432)
-    try:
-        yield proxy, url.set(port=proxy.port).render_as_string(hide_password=False)
-    finally:
-        proxy.close()
 
 
 def _upstream(behaviour) -> tuple[socket.socket, threading.Thread]:  # noqa: ANN001

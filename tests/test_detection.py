@@ -36,16 +36,6 @@ def instance() -> Iterator[dg.DagsterInstance]:
         yield inst
 
 
-@pytest.fixture
-def pg_proxy(pg_url: str) -> Iterator[tuple[FaultProxy, str]]:
-    url = sa.make_url(pg_url)
-    proxy = FaultProxy(url.host or "127.0.0.1", url.port or 5432)
-    try:
-        yield proxy, url.set(port=proxy.port).render_as_string(hide_password=False)
-    finally:
-        proxy.close()
-
-
 def tick(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, resources: dict) -> dg.SensorResult:
     with dg.build_sensor_context(instance=instance, resources=resources) as context:
         return sensor.evaluate_tick(context)
