@@ -10,7 +10,18 @@ from pipeline import integrity, jobruns
 from pipeline.settings import load_settings
 from resources import Alerts, Browser, Database
 
-ACCOUNT_TAG = "pipeline/account"  # set by dispatch_sensor; sensors/common.py names it for the sensors
+# Set by dispatch_sensor: a run for one account carries ACCOUNT_TAG (the run queue starts one run per value);
+# a run packing several accounts due together carries ACCOUNTS_TAG ("a,b,c"). The account leases keep either
+# from posting an account another run holds.
+ACCOUNT_TAG = "pipeline/account"
+ACCOUNTS_TAG = "pipeline/accounts"
+
+
+def run_accounts(tags: dict[str, str]) -> list[str]:
+    """The accounts a dispatched run posts for; empty for an untagged run (all accounts)."""
+    if tags.get(ACCOUNTS_TAG):
+        return [a for a in tags[ACCOUNTS_TAG].split(",") if a]
+    return [tags[ACCOUNT_TAG]] if tags.get(ACCOUNT_TAG) else []
 # Every step that drives a browser takes a slot of this pool (dagster.yaml: concurrency.pools), so all launch
 # paths together never run more browsers than the machine holds.
 BROWSER_POOL = "x_browser"
@@ -27,7 +38,8 @@ BROWSER_POOL = "x_browser"
     description=(
         "Tweets posted to X: journal replay and reconciliation of unknown posts first, then every due item per "
         "account until nothing is due, the account's breaker opens or the run's budget is spent. A run tagged "
-        "pipeline/account=<handle> (dispatch_sensor) posts that account only, waits for items due within "
+        "pipeline/account=<handle> or pipeline/accounts=<a,b,c> (dispatch_sensor) posts those accounts only, "
+        "each on its own thread and browser, waits for items due within "
         "the dispatch horizon and then lingers (browser kept, queue polled each second) for "
         "PIPELINE_DISPATCH_LINGER_S after its last due item, at most PIPELINE_DISPATCH_RUN_MAX_S in all; "
         "untagged runs post every account no other run is posting for."
@@ -39,21 +51,23 @@ def posted_tweets(context: dg.AssetExecutionContext, database: Database, browser
 
     settings = load_settings()
     engine = database.ready_engine()
-    account = context.run.tags.get(ACCOUNT_TAG)
+    accounts = run_accounts(context.run.tags)
     with jobruns.track(engine, jobruns.POST) as run:
-        # A dispatched run (one account) waits for its item's minute, then lingers for later posts; a run
-        # without the tag (UI materialize, `dagster job execute`) posts what is due now and ends.
-        report = run_posting(engine, settings, browser.session, accounts=[account] if account else None,
-                             alerts=alerts.sink(context.log), wait_s=settings.dispatch_horizon_s if account else 0.0,
-                             linger_s=settings.dispatch_linger_s if account else 0.0,
-                             run_max_s=settings.dispatch_run_max_s)
+        # A dispatched run waits for its items' minute, then lingers for later posts, each account on its own
+        # thread and browser; a run without the tag (UI materialize, `dagster job execute`) posts what is due
+        # now, account after account, and ends.
+        report = run_posting(engine, settings, browser.session, accounts=accounts or None,
+                             alerts=alerts.sink(context.log), wait_s=settings.dispatch_horizon_s if accounts else 0.0,
+                             linger_s=settings.dispatch_linger_s if accounts else 0.0,
+                             run_max_s=settings.dispatch_run_max_s,
+                             browser_per_account=browser.new_session if accounts else None)
         run.produced = report.posted
         run.detail = report_dict(report)
     duplicates = integrity.duplicate_posts(engine, lookback_days=1, limit=100)
     context.log.info(f"posted {report.posted}, reconciled {report.reconciled}, unknown {report.unknown}")
     posted_by = report.posted_by_account
     return dg.MaterializeResult(metadata={
-        "accounts": dg.MetadataValue.text(account or "all"),
+        "accounts": dg.MetadataValue.text(", ".join(accounts) or "all"),
         "posted_by_account": dg.MetadataValue.json({a: ids for a, ids in sorted(posted_by.items())}),
         "skipped_busy_accounts": dg.MetadataValue.text(", ".join(report.skipped_busy) or "none"),
         "posted": dg.MetadataValue.int(report.posted),

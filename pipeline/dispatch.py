@@ -1,20 +1,24 @@
 """Dispatch by due time: which accounts need a posting run now, and the per-account posting lease.
 
     sensor (every 15 s) -> accounts_to_dispatch(): due within the horizon, on the database clock
-                        -> one post_job run per account (run tag pipeline/account=<handle>)
+                        -> pack_accounts(): the accounts due together share post_job runs of at most
+                           PIPELINE_DISPATCH_ACCOUNTS_PER_RUN (tag pipeline/account=<handle> for one,
+                           pipeline/accounts=<a,b,c> for several); each account posts on its own thread
     run                 -> AccountLease: only one posting run per account, whatever launched it
                         -> linger_step(): wait for the item's minute, post, then linger (keep the browser,
                            poll the account's queue) until nothing was due for PIPELINE_DISPATCH_LINGER_S
                            or the run is PIPELINE_DISPATCH_RUN_MAX_S old
 
-Each account posts in its own run, so one account's stall, rate limit or unknown outcome never delays
-another's. The run queue's per-unique-value tag limit keeps two runs of one account from starting; the
+Each account posts on its own thread with its own browser, so one account's stall, rate limit or unknown
+outcome never delays another's; packing saves a process start per account (50 accounts due together would
+otherwise be 50 Python processes on two cores). The run queue's per-unique-value tag limit keeps two runs of one account from starting; the
 lease here also covers the launch paths that bypass the queue (`dagster job execute`, a UI materialization
 without the tag, an asset backfill).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -68,6 +72,28 @@ def accounts_to_dispatch(engine: Engine, horizon_s: float) -> tuple[datetime, li
     due = [DueAccount(account, _aware(first) or now, int(n_due), int(n_unknown))
            for account, first, n_due, n_unknown in rows if account not in held]
     return now, due
+
+
+def pack_accounts(accounts: list[str], per_run: int) -> list[list[str]]:
+    """Split accounts due together into as few runs as `per_run` allows, of even size (7 runs of 7-8, not 6
+    of 8 and one of 2), keeping their order."""
+    if not accounts:
+        return []
+    runs = math.ceil(len(accounts) / per_run)
+    size, extra = divmod(len(accounts), runs)
+    packs, start = [], 0
+    for n in range(runs):
+        end = start + size + (1 if n < extra else 0)
+        packs.append(accounts[start:end])
+        start = end
+    return packs
+
+
+def leased_accounts(engine: Engine) -> set[str]:
+    """Accounts some run is posting for right now (an unexpired lease, database clock)."""
+    with engine.connect() as conn:
+        now = db_now(conn)
+        return set(conn.execute(sa.select(leases.c.account).where(leases.c.expires_at > now)).scalars())
 
 
 def _aware(value: datetime | str | None) -> datetime | None:

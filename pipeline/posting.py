@@ -18,6 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -86,6 +87,19 @@ class PostingReport:
     def count_failure(self, error_class: str) -> None:
         self.failed_by_class[error_class] = self.failed_by_class.get(error_class, 0) + 1
 
+    def merge(self, other: PostingReport) -> None:
+        """Add another account's report (accounts posting in parallel each keep their own)."""
+        for name in ("posted", "reconciled", "requeued", "unknown", "needs_review", "failed", "journal_replayed",
+                     "text_mismatches"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for error_class, n in other.failed_by_class.items():
+            self.failed_by_class[error_class] = self.failed_by_class.get(error_class, 0) + n
+        self.breaker_states.update(other.breaker_states)
+        self.tweet_ids.extend(other.tweet_ids)
+        for account, ids in other.posted_by_account.items():
+            self.posted_by_account.setdefault(account, []).extend(ids)
+        self.skipped_busy.extend(other.skipped_busy)
+
 
 def journal_for(settings: Settings) -> Journal:
     return Journal(settings.state_path / "journal.jsonl")
@@ -94,41 +108,77 @@ def journal_for(settings: Settings) -> Journal:
 def run_posting(engine: Engine, settings: Settings, browser: BrowserSession, accounts: list[str] | None = None,
                 alerts: AlertSender | None = None, breaker: Breaker | None = None,
                 wait_s: float = 0.0, sleep: Callable[[float], None] = time.sleep,
-                linger_s: float = 0.0, run_max_s: float = math.inf) -> PostingReport:
+                linger_s: float = 0.0, run_max_s: float = math.inf,
+                browser_per_account: Callable[[], BrowserSession] | None = None) -> PostingReport:
     """One posting run: reconcile, then post what is due per account until nothing is due, the breaker
     is open or the run's budget is spent. Each account is posted only while this run holds its lease
     (pipeline.dispatch): an account another run is posting for is skipped. With `wait_s` (a dispatched
-    run for one account) the run also waits for items due within that many seconds and posts them at
-    their minute; with `linger_s` it keeps its browser and polls the account's queue until nothing was due
-    for that long (or the run is `run_max_s` old), so posts due meanwhile need no new run. Raises
-    ConfirmationJournalled if a confirmation had to be journalled (the run must show as failed; the next
-    run replays it)."""
+    run) the run also waits for items due within that many seconds and posts them at their minute; with
+    `linger_s` it keeps its browser and polls the account's queue until nothing was due for that long (or
+    the run is `run_max_s` old), so posts due meanwhile need no new run. With `browser_per_account` and
+    several accounts (a dispatched run packing accounts due together), each account posts on its own
+    thread with its own browser, so one account's stall never waits on another's; otherwise the accounts
+    take turns on `browser`. Raises ConfirmationJournalled if a confirmation had to be journalled (the run
+    must show as failed; the next run replays it)."""
     report = PostingReport()
     clock = _RunClock(engine)
     report.journal_replayed = journal_for(settings).replay(engine)  # before ANY post
     queue.expire_leases(engine)
     breaker = breaker or Breaker(engine)
     handles = accounts or [a["handle"] for a in queue.list_accounts(engine)]
-    for handle in handles:
-        lease = dispatch.AccountLease(engine, handle, worker_id(), ttl_s=dispatch.account_lease_s(settings.lease_s))
-        if not lease.acquire():
-            report.skipped_busy.append(handle)
-            log_event(log, "account_busy", logging.INFO, account=handle, holder=lease.holder())
-            continue
-        try:
-            # A ConfirmationJournalled propagates: the database is down, so nothing more may be posted anywhere.
-            _post_account(engine, settings, browser, handle, breaker, alerts, report, lease,
-                          _Linger(clock, wait_s, linger_s, run_max_s), sleep)
-        except dispatch.AccountBusy as exc:
-            log_event(log, "account_lease_lost", logging.WARNING, account=handle, error=str(exc))
-        finally:
-            try:
-                lease.release()
-            except (DatabaseError, sa.exc.SQLAlchemyError):  # the database is down: the lease expires by itself
-                log_event(log, "account_lease_release_failed", logging.WARNING, account=handle)
+    linger = _Linger(clock, wait_s, linger_s, run_max_s)
+
+    def turn(handle: str, session: BrowserSession, into: PostingReport) -> None:
+        _account_turn(engine, settings, session, handle, breaker, alerts, into, linger, sleep)
+
+    if browser_per_account is not None and len(handles) > 1:
+        _in_parallel(handles, browser_per_account, turn, report)
+    else:
+        for handle in handles:
+            turn(handle, browser, report)
     for row in breaker.status():
         report.breaker_states[row["account"]] = row["state"]
     return report
+
+
+def _account_turn(engine: Engine, settings: Settings, browser: BrowserSession, handle: str, breaker: Breaker,
+                  alerts: AlertSender | None, report: PostingReport, linger: _Linger,
+                  sleep: Callable[[float], None]) -> None:
+    """Take the account's lease, post (and linger) for it, release the lease."""
+    lease = dispatch.AccountLease(engine, handle, worker_id(), ttl_s=dispatch.account_lease_s(settings.lease_s))
+    if not lease.acquire():
+        report.skipped_busy.append(handle)
+        log_event(log, "account_busy", logging.INFO, account=handle, holder=lease.holder())
+        return
+    try:
+        # A ConfirmationJournalled propagates: the database is down, so nothing more may be posted anywhere.
+        _post_account(engine, settings, browser, handle, breaker, alerts, report, lease, linger, sleep)
+    except dispatch.AccountBusy as exc:
+        log_event(log, "account_lease_lost", logging.WARNING, account=handle, error=str(exc))
+    finally:
+        try:
+            lease.release()
+        except (DatabaseError, sa.exc.SQLAlchemyError):  # the database is down: the lease expires by itself
+            log_event(log, "account_lease_release_failed", logging.WARNING, account=handle)
+
+
+def _in_parallel(handles: list[str], browser_per_account: Callable[[], BrowserSession],
+                 turn: Callable[[str, BrowserSession, PostingReport], None], report: PostingReport) -> None:
+    """One thread and one browser per account (Playwright's sync API is bound to its thread). Every thread
+    runs to its end; then the reports merge and the first error (a journalled confirmation first) is raised."""
+    reports = {handle: PostingReport() for handle in handles}
+
+    def one(handle: str) -> None:
+        with browser_per_account() as session:
+            turn(handle, session, reports[handle])
+
+    with ThreadPoolExecutor(max_workers=len(handles), thread_name_prefix="post") as pool:
+        futures = [pool.submit(one, handle) for handle in handles]
+    for part in reports.values():
+        report.merge(part)
+    errors = [exc for f in futures if (exc := f.exception()) is not None]
+    if errors:
+        raise next((e for e in errors if isinstance(e, ConfirmationJournalled)), errors[0])
 
 
 class _RunClock:

@@ -80,6 +80,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("require_approval", bool, False, "Planned items wait as pending_approval until `pipeline approve`"),
     Setting("dispatch_horizon_s", float, 60.0, "A posting run starts this many seconds before an account's next due item and waits for its minute"),
     Setting("dispatch_linger_s", float, 300.0, "A dispatched posting run keeps its browser and polls its account's queue this many seconds after its last due item, so later posts skip a run start; 0 ends it when nothing is due within the horizon"),
+    Setting("dispatch_accounts_per_run", int, 8, "Accounts due together share a dispatched posting run, at most this many per run, each on its own thread and browser; 1 gives every account a run (process) of its own"),
     Setting("dispatch_run_max_s", float, 1800.0, "A dispatched posting run ends after this many seconds however busy, so code updates reach it and its memory stays bounded; the sensor starts the next one"),
     Setting("daemon_max_heartbeat_age_s", int, 90, "Health calls a Dagster daemon down when its heartbeat (every 30 s) is older than this"),
     Setting("canary_timeout_s", float, 10.0, "The canary waits this long for each selector before reporting it missing"),
@@ -188,6 +189,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "metrics_per_run": _AT_LEAST_1,
     "dispatch_horizon_s": _NOT_NEGATIVE,  # 0: a run posts only what is due now
     "dispatch_linger_s": _NOT_NEGATIVE,  # 0: no lingering (the run ends once nothing is due within the horizon)
+    "dispatch_accounts_per_run": _rule(lambda v: 1 <= v <= 32, "must be 1 to 32: each account in a run has a browser of its own"),
     "dispatch_run_max_s": _rule(lambda v: 10 <= v <= 3000, "must be 10 to 3000 seconds: a run needs time to start "
                                 "and post, and run monitoring fails a post_job run past its dagster/max_runtime (3600 s)"),
     "daemon_max_heartbeat_age_s": _rule(lambda v: v >= 30, "must be 30 or more seconds (daemons beat every 30 s)"),

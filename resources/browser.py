@@ -1,5 +1,8 @@
 """ONE Playwright browser per process (pipeline.browser.BrowserSession), started lazily, closed at teardown.
 
+A dispatched run that packs several accounts gives each account's thread a session of its own
+(`new_session`), closed when that account's turn ends.
+
 Only jobs with the in-process executor get this resource, and never a sensor: Playwright's sync API is
 bound to the thread that started it, and sensors run in a thread pool and set resources up every tick.
 """
@@ -24,13 +27,17 @@ class Browser(dg.ConfigurableResource):
     def session(self) -> BrowserSession:
         """The process's session. Creating it is cheap; Chromium starts on the first page it opens."""
         if self._session is None:
-            settings = load_settings()
-            self._session = BrowserSession(
-                executable=self.executable or settings.browser_executable,
-                headless=settings.headless if self.headless is None else self.headless,
-                nav_timeout_s=self.nav_timeout_s or settings.nav_timeout_s,
-            )
+            self._session = self.new_session()
         return self._session
+
+    def new_session(self) -> BrowserSession:
+        """A session of its own, for a thread that posts one account of a packed run (the caller closes it)."""
+        settings = load_settings()
+        return BrowserSession(
+            executable=self.executable or settings.browser_executable,
+            headless=settings.headless if self.headless is None else self.headless,
+            nav_timeout_s=self.nav_timeout_s or settings.nav_timeout_s,
+        )
 
     @property
     def started(self) -> bool:

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from assets.posting import ACCOUNT_TAG  # noqa: F401 - the posting run's account tag, shared with sensors
+from assets.posting import ACCOUNT_TAG, ACCOUNTS_TAG, run_accounts  # noqa: F401 - the posting runs' tags, shared
 from pipeline.settings import load_settings
 
 PLAN_JOB, POST_JOB, METRICS_JOB, PERFORMANCE_JOB = "plan_job", "post_job", "metrics_job", "performance_job"

@@ -50,23 +50,48 @@ def test_accounts_due_within_the_horizon_are_dispatched_and_held_ones_are_not(en
     assert dispatch.seconds_until_due(engine, "ann") == 0.0 and dispatch.seconds_until_due(engine, "dan") is None
 
 
-def test_sensor_requests_one_tagged_run_per_account_and_none_while_its_run_is_active(
+def test_sensor_packs_accounts_due_together_and_asks_nothing_for_an_account_a_run_serves(
         engine: sa.Engine, db_url: str, instance: dg.DagsterInstance) -> None:
-    for handle in ("ann", "bob"):
+    for handle in ("ann", "bob", "cat"):
         add_account(engine, handle)
         add_item(engine, handle, [f"post of {handle}"])
     resources = {"database": Database(url=db_url)}
     with dg.build_sensor_context(instance=instance, resources=resources) as context:
         requests = dispatch_sensor.evaluate_tick(context).run_requests
-    assert sorted(r.tags["pipeline/account"] for r in requests) == ["ann", "bob"]
-    assert all(r.tags["pipeline/job"] == "post" and r.run_key.startswith(f"post:{r.tags['pipeline/account']}:")
-               for r in requests)
+    assert len(requests) == 1  # three accounts due together share one run (PIPELINE_DISPATCH_ACCOUNTS_PER_RUN 8)
+    assert requests[0].tags["pipeline/accounts"] == "ann,bob,cat" and "pipeline/account" not in requests[0].tags
+    assert requests[0].tags["pipeline/job"] == "post" and requests[0].run_key.startswith("post:ann+bob+cat:")
 
     instance.add_run(dg.DagsterRun(job_name="post_job", run_id="1" * 8 + "-0000-0000-0000-000000000000",
                                    status=dg.DagsterRunStatus.STARTED, tags={"pipeline/account": "ann"}))
+    instance.add_run(dg.DagsterRun(job_name="post_job", run_id="2" * 8 + "-0000-0000-0000-000000000000",
+                                   status=dg.DagsterRunStatus.NOT_STARTED, tags={"pipeline/accounts": "cat,dan"}))
     with dg.build_sensor_context(instance=instance, resources=resources) as context:
         requests = dispatch_sensor.evaluate_tick(context).run_requests
-    assert [r.tags["pipeline/account"] for r in requests] == ["bob"]
+    assert [(r.tags.get("pipeline/account"), r.tags.get("pipeline/accounts")) for r in requests] == [("bob", None)]
+
+
+def test_packs_are_even_and_bounded() -> None:
+    handles = [f"a{n:02d}" for n in range(50)]
+    packs = dispatch.pack_accounts(handles, 8)
+    assert [len(p) for p in packs] == [8, 7, 7, 7, 7, 7, 7] and sum(packs, []) == handles
+    assert dispatch.pack_accounts(["ann"], 8) == [["ann"]] and dispatch.pack_accounts([], 8) == []
+    assert dispatch.pack_accounts(["ann", "bob"], 1) == [["ann"], ["bob"]]
+
+
+def test_an_account_whose_turn_ended_in_a_running_packed_run_is_dispatched_again() -> None:
+    """A packed run lingers while any of its accounts does; an account whose thread ended (its lease is
+    released) must not wait for the whole run to end before its next post gets a run."""
+    from sensors.dispatch import LEASE_GRACE_S, accounts_served
+
+    now = 10_000.0
+    packed = {"pipeline/accounts": "ann,bob"}
+    assert accounts_served([(packed, None)], leased=set(), now=now) == {"ann", "bob"}  # queued
+    assert accounts_served([(packed, now - 5)], leased=set(), now=now) == {"ann", "bob"}  # starting
+    late = now - LEASE_GRACE_S - 1
+    assert accounts_served([(packed, late)], leased={"ann"}, now=now) == {"ann"}
+    assert accounts_served([({"pipeline/account": "cat"}, late)], leased=set(), now=now) == set()
+    assert accounts_served([({}, late)], leased={"ann"}, now=now) == set()  # an untagged run names no account
 
 
 def test_lease_is_exclusive_renewable_and_taken_over_only_after_expiry(db_url: str) -> None:

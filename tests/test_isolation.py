@@ -1,6 +1,7 @@
-"""Accounts post in parallel and apart, as separate Dagster processes against the sandbox in real Chromium:
-one account's stall or rate limit never delays another's posts, and two posting runs for one account never
-overlap, whichever way they were launched."""
+"""Accounts post in parallel and apart, in real Dagster runs against the sandbox in real Chromium: one
+account's stall or rate limit never delays another's posts (accounts packed into one run each post on their
+own thread and browser), and two posting runs for one account never overlap, whichever way they were
+launched."""
 
 from __future__ import annotations
 
@@ -63,41 +64,41 @@ def _live_at(tweet: dict) -> float:
 @pytest.mark.timeout(600)
 def test_a_stalling_and_a_rate_limited_account_never_delay_a_healthy_one(world: World, tmp_path: Path,
                                                                           db_url: str) -> None:
-    for handle in ("stalls", "limited", "healthy"):
+    for handle in ("a_stalls", "b_limited", "healthy"):
         world.login(handle)
         for n in range(3):
             world.enqueue(handle, f"@{handle} post number {n}")
-    world.sandbox.set_faults({"post_commit_stall": {"p": 1.0, "seconds": 600, "accounts": ["stalls"]},
-                              "rate_limit": {"p": 1.0, "reset_s": 600, "accounts": ["limited"]}})
+    world.sandbox.set_faults({"post_commit_stall": {"p": 1.0, "seconds": 600, "accounts": ["a_stalls"]},
+                              "rate_limit": {"p": 1.0, "reset_s": 600, "accounts": ["b_limited"]}})
 
-    # What the daemon does: the dispatch sensor asks for one run per due account, each its own process.
+    # What the daemon does: the dispatch sensor packs the three accounts due together into one run;
+    # the healthy account comes last, so posted one after another it would wait out both others.
     with dg.instance_for_test() as instance, dg.build_sensor_context(
             instance=instance, resources={"database": Database(url=db_url)}) as context:
         requests = dispatch_sensor.evaluate_tick(context).run_requests
-    assert sorted(r.tags["pipeline/account"] for r in requests) == ["healthy", "limited", "stalls"]
+    assert [r.tags.get("pipeline/accounts") for r in requests] == ["a_stalls,b_limited,healthy"]
     env = _env(world, tmp_path)
-    procs = {r.tags["pipeline/account"]: _launch(env, "job", "execute", "-j", "post_job", "--tags", json.dumps(r.tags))
-             for r in requests}
-    outputs = {handle: _finish(p) for handle, p in procs.items()}
-    assert procs["healthy"].returncode == 0, outputs["healthy"][-3000:]
+    proc = _launch(env, "job", "execute", "-j", "post_job", "--tags", json.dumps(requests[0].tags))
+    output = _finish(proc)
+    assert proc.returncode == 0, output[-3000:]
 
     healthy = world.truth("healthy")
     assert sorted(t["text"] for t in healthy) == [f"@healthy post number {n}" for n in range(3)]
     # Posted one after another, the healthy account would wait out the stalled post's 30 s timeout first.
     # Judged against that timeout, not the wall clock: a loaded machine slows both accounts alike.
-    stalls = world.truth("stalls")
-    assert len(stalls) == 1
-    stalled_until = _live_at(stalls[0]) + POST_TIMEOUT_S
+    stalled = world.truth("a_stalls")
+    assert len(stalled) == 1
+    stalled_until = _live_at(stalled[0]) + POST_TIMEOUT_S
     last_live = max(_live_at(t) for t in healthy)
     assert last_live < stalled_until, (
         f"healthy account's last post went live {last_live - stalled_until:.1f} s after the stalled post timed out")
 
     # The stalled post was stored by X: reconciled to posted, and the account stopped for the run (no second
     # stall). The rate-limited account posted nothing and its items wait for the breaker.
-    stalled_items = queue.list_items(world.engine, account="stalls")
+    stalled_items = queue.list_items(world.engine, account="a_stalls")
     assert Counter(i.state for i in stalled_items) == {"posted": 1, "queued": 2}
-    assert world.truth("limited") == []
-    assert {i.state for i in queue.list_items(world.engine, account="limited")} == {"queued"}
+    assert world.truth("b_limited") == []
+    assert {i.state for i in queue.list_items(world.engine, account="b_limited")} == {"queued"}
 
     # Nothing duplicated: each stored tweet belongs to exactly one item part, each text once per account.
     truth = world.sandbox.tweets()
