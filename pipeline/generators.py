@@ -45,7 +45,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-import openai
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
@@ -469,7 +468,10 @@ class LLMGenerator:
         self.last_reason: str | None = None
         self.rejected: list[tuple[str, str]] = []
         self.exhausted = False
-        # Any OpenAI-compatible server: the package's client brings the HTTP, retries and timeouts.
+        # Any OpenAI-compatible server: the package's client brings the HTTP, retries and timeouts. Imported
+        # here, not at the top: it costs a second of CPU, and every posting run imports this module.
+        import openai
+
         self._client = openai.OpenAI(base_url=self.base_url, api_key=api_key or "unset", timeout=timeout,
                                      max_retries=max_retries)
         self._session: dict[str, list[str]] = {}  # texts handed out in this process, per account
@@ -586,6 +588,8 @@ class LLMGenerator:
     def _complete(self, messages: list[dict[str, str]]) -> str:
         """One chat completion; the `openai` client retries 429/5xx/connection errors (honouring Retry-After,
         with jittered backoff) and applies the timeout. Counts the tokens the answer reports."""
+        import openai
+
         try:
             answer = self._client.chat.completions.create(
                 model=self.model, messages=messages, temperature=0.9, max_tokens=self.max_tokens)  # type: ignore[arg-type]

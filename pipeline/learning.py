@@ -17,8 +17,6 @@ topic starves (a loser can recover when the audience changes).
 from __future__ import annotations
 
 import io
-import random
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -27,8 +25,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from pipeline import schema as s
+from pipeline.bandit import DEFAULT_FLOOR
 
-DEFAULT_FLOOR = 0.05
 DEFAULT_PRIOR_POSTS = 20.0
 ENGAGEMENT_COLUMNS = ("likes", "retweets", "replies", "quotes", "bookmarks")
 DIMENSIONS = ("topic", "format", "hour")
@@ -259,41 +257,6 @@ def topic_weights(table: pd.DataFrame, floor: float = DEFAULT_FLOOR) -> dict[str
             out[dim][str(value)] = {"alpha": float(alpha), "beta": float(beta), "posts": int(posts),
                                     "mean": float(mean)}
     return out
-
-
-def _ab(params: Any) -> tuple[float, float]:
-    if isinstance(params, Mapping):
-        return float(params["alpha"]), float(params["beta"])
-    alpha, beta = params
-    return float(alpha), float(beta)
-
-
-def thompson_choice(weights: Mapping[str, Any], rng: random.Random, floor: float = DEFAULT_FLOOR) -> str:
-    """Pick one option: uniformly with probability floor x options (the floor), else the best Beta sample.
-
-    `weights` maps option -> {"alpha", "beta"} (or an (alpha, beta) pair): one dimension of `topic_weights`.
-    """
-    if not weights:
-        raise ValueError("thompson_choice needs at least one option")
-    names = sorted(weights)
-    if rng.random() < min(1.0, max(0.0, floor) * len(names)):
-        return rng.choice(names)
-    best, best_sample = names[0], -1.0
-    for name in names:
-        alpha, beta = _ab(weights[name])
-        sample = rng.betavariate(max(alpha, 1e-6), max(beta, 1e-6))
-        if sample > best_sample:
-            best, best_sample = name, sample
-    return best
-
-
-def sampling_shares(weights: Mapping[str, Any], rng: random.Random, floor: float = DEFAULT_FLOOR,
-                    draws: int = 2000) -> dict[str, float]:
-    """How often each option would be picked (for the UI and tests): a Monte-Carlo estimate."""
-    counts = dict.fromkeys(weights, 0)
-    for _ in range(draws):
-        counts[thompson_choice(weights, rng, floor)] += 1
-    return {k: v / draws for k, v in counts.items()}
 
 
 def markdown_table(table: pd.DataFrame, bar_width: int = 20) -> str:

@@ -36,10 +36,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from pipeline import schema as s
+from pipeline.bandit import DEFAULT_FLOOR, thompson_choice
 from pipeline.content import ContentError, Draft, make_draft
 from pipeline.db import DatabaseError, db_now
 from pipeline.generators import ShingleIndex, recent_texts
-from pipeline.learning import DEFAULT_FLOOR, thompson_choice
 from pipeline.media import MediaError, storing
 from pipeline.queue import EnqueueError, enqueue
 

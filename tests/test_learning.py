@@ -12,12 +12,11 @@ import sqlalchemy as sa
 
 from pipeline import queue as q
 from pipeline import schema as s
+from pipeline.bandit import sampling_shares, thompson_choice
 from pipeline.learning import (
     latest_snapshots,
     markdown_table,
     performance_table,
-    sampling_shares,
-    thompson_choice,
     topic_weights,
 )
 from pipeline.metrics import record_snapshot
