@@ -307,3 +307,34 @@ def test_database_down_for_the_whole_run_journals_the_id_and_the_next_run_record
     assert final.state == "posted" and final.tweet_ids == [pending[0]["tweet_id"]]
     texts = [t["text"] for t in w.truth()]
     assert texts.count("The database stayed down") == 1 and "Must wait for the journal" in texts
+
+
+def test_accounts_posting_in_parallel_merge_their_reports_and_a_journalled_confirmation_wins() -> None:
+    """Pure logic of `_in_parallel` (no browser): every account's turn runs on its own thread to its end, even
+    when another raised; the reports add up; a journalled confirmation is the error the run fails with."""
+    started: list[str] = []
+    sessions: list[object] = []
+
+    class FakeSession:
+        def __enter__(self) -> FakeSession:
+            sessions.append(self)
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    def turn(handle: str, session: Any, report: posting.PostingReport) -> None:
+        started.append(handle)
+        report.posted += 1
+        report.posted_by_account[handle] = [f"id-{handle}"]
+        if handle == "bob":
+            raise ValueError("a page crashed")
+        if handle == "cat":
+            time.sleep(0.2)
+            raise ConfirmationJournalled("the database is down")
+
+    report = posting.PostingReport()
+    with pytest.raises(ConfirmationJournalled):
+        posting._in_parallel(["ann", "bob", "cat"], FakeSession, turn, report)
+    assert sorted(started) == ["ann", "bob", "cat"] and len({id(s) for s in sessions}) == 3  # a browser each
+    assert report.posted == 3 and sorted(report.posted_by_account) == ["ann", "bob", "cat"]
