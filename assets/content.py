@@ -6,7 +6,7 @@ import dagster as dg
 
 from assets.metadata import queue_metadata, report_dict
 from pipeline import jobruns
-from pipeline.settings import load_settings
+from pipeline.settings import load_settings, load_settings_lenient
 from resources import Database, Generator
 
 
@@ -15,7 +15,9 @@ from resources import Database, Generator
     kinds={"python"},
     # Stale when no plan materialised it within PIPELINE_PLAN_MAX_AGE_MIN (the plan-health sensor and
     # `pipeline health` judge the same asset against the same limit).
-    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=load_settings().plan_max_age_min)),
+    # Read leniently: an invalid setting must not keep the code location (and its alerting sensors) from loading.
+    freshness_policy=dg.FreshnessPolicy.time_window(
+        fail_window=timedelta(minutes=load_settings_lenient()[0].plan_max_age_min)),
     description="Queued content items for the next planning window (planner + generator, weighted by what performed).",
 )
 def generated_content(context: dg.AssetExecutionContext, database: Database, generator: Generator) -> dg.MaterializeResult:

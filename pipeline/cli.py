@@ -20,7 +20,7 @@ from pipeline.handles import HandleError, canonical_handle
 from pipeline.inputs import InputError, check_timezone, parse_at, parse_enqueue_file
 from pipeline.media import MediaError, StagedMedia
 from pipeline.redact import redact
-from pipeline.settings import ConfigError, Settings, load_settings
+from pipeline.settings import ConfigError, Settings, load_settings, load_settings_lenient
 from pipeline.statefiles import StateFileError
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
@@ -330,7 +330,7 @@ def cmd_login(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.daemons import DaemonProbe, probe_daemons
-    from pipeline.health import UNHEALTHY, HealthReport, check_health
+    from pipeline.health import UNHEALTHY, HealthReport, check_configuration, check_health
 
     try:
         probe = DaemonProbe() if args.no_daemon else probe_daemons()
@@ -339,6 +339,7 @@ def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
         logging.getLogger("pipeline").debug("health check failed", exc_info=True)
         report = HealthReport()
         report.add("health_check", UNHEALTHY, redact(f"the check itself failed: {type(exc).__name__}: {exc}"))
+    check_configuration(report, getattr(args, "config_problems", []))
     if args.alert:
         _alert_from_health(report, settings)
     if args.json:
@@ -523,7 +524,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings(log_format=args.log_format)
+        if args.func is cmd_health:  # health reports an invalid setting (and alerts it) instead of refusing
+            settings, args.config_problems = load_settings_lenient(log_format=args.log_format)
+        else:
+            settings = load_settings(log_format=args.log_format)
         configure_logging(settings.log_format)
         return args.func(args, settings)
     except (UsageError, ConfigError, HandleError, InputError, StateFileError, MediaError) as exc:

@@ -6,6 +6,7 @@ each finding ok / degraded / unhealthy. Exit code: 0 healthy, 1 degraded, 2 unhe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -90,10 +91,13 @@ def check_health(settings: Settings, daemons: DaemonProbe | None = None, daemon_
     return report
 
 
-def check_local(settings: Settings, engine: Engine | None = None) -> HealthReport:
-    """Only the checks that need neither Dagster nor a working database to report: does the database answer,
-    is the journal empty. A sensor runs these every tick (sensors/local.py) so a database outage is alerted."""
+def check_local(settings: Settings, engine: Engine | None = None,
+                config_problems: Sequence[str] = ()) -> HealthReport:
+    """Only the checks that need neither Dagster nor a working database to report: is every setting valid,
+    does the database answer, is the journal empty. A sensor runs these every tick (sensors/local.py) so a
+    database outage or an invalid setting is alerted."""
     report = HealthReport()
+    check_configuration(report, config_problems)
     try:
         engine = engine or get_engine(settings.database_url, settings.db_pool_size, settings.db_max_overflow)
         require_schema(engine)
@@ -103,6 +107,14 @@ def check_local(settings: Settings, engine: Engine | None = None) -> HealthRepor
                    else f"database unreachable or failing ({type(exc).__name__}); check PIPELINE_DATABASE_URL")
     _journal(report, settings)
     return report
+
+
+def check_configuration(report: HealthReport, problems: Sequence[str]) -> None:
+    """Invalid settings (pipeline.settings.load_settings_lenient): every run that reads them fails until fixed."""
+    if problems:
+        report.add("configuration", UNHEALTHY, "; ".join(problems))
+    else:
+        report.add("configuration", OK, "every setting valid")
 
 
 def check_daemons(probe: DaemonProbe, max_age_s: float) -> HealthReport:

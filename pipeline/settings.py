@@ -294,6 +294,40 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
     return Settings(values=values, sources=sources)
 
 
+# Where the state lives: never replaced by a default (another database or journal would be worse than none).
+_LOCATIONS = ("database_url", "state_dir")
+
+
+def load_settings_lenient(env: Mapping[str, str] | None = None, **overrides: Any) -> tuple[Settings, list[str]]:
+    """Every setting, each invalid one replaced by its default, and what was invalid (the messages
+    load_settings would raise). Only for what must keep running to tell the operator that a setting is wrong:
+    loading the Dagster definitions (so sensors run), the alert sink, the database resource and `pipeline
+    health`; everything that acts (posting, planning, the CLI) uses load_settings, which refuses. An invalid
+    database URL or state folder still raises: a default there would be another database or journal."""
+    env = os.environ if env is None else env
+    problems: dict[str, str] = {}
+    valid: dict[str, Any] = {}
+    for s in SETTINGS:
+        raw = env.get(s.env, "")
+        if raw == "":
+            continue
+        try:
+            value = _parse(s, raw)
+        except ConfigError as exc:
+            problems[s.name] = str(exc)
+            continue
+        problem = RULES.get(s.name, _default_rule(s))(value)
+        if problem:
+            problems[s.name] = f"{s.env}{'' if s.secret else f'={value!r}'}: {problem}"
+            continue
+        valid[s.name] = value
+    for name in _LOCATIONS:
+        if name in problems:
+            raise ConfigError(problems[name])
+    rest = {k: v for k, v in env.items() if not k.startswith("PIPELINE_")}
+    return load_settings(rest, **{**valid, **overrides}), list(problems.values())
+
+
 def _validate(values: dict[str, Any]) -> None:
     for s in SETTINGS:
         problem = RULES.get(s.name, _default_rule(s))(values[s.name])

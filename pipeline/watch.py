@@ -22,11 +22,15 @@ _FIX = {
     "journal": "To fix: do not post these again. The next post run replays them into the database once it "
                "answers; if it is down, bring it back (see the database alert), then check `pipeline health`.",
     "daemon": "To fix: check DAGSTER_HOME and start `dagster-daemon run` (see README, Production).",
+    "configuration": "To fix: correct the variable named above where the daemon reads its environment "
+                     "(e.g. /etc/pipeline.env), check it with `pipeline config`, then restart the daemon; until "
+                     "then every run that reads it fails.",
 }
 _TITLE = {
     "database": "Database unreachable: posting and planning are stopped",
     "journal": "Posted tweets not yet recorded in the database (journal)",
     "daemon": "Dagster daemons are not running (or cannot be read)",
+    "configuration": "A setting is invalid: runs fail until it is fixed",
 }
 
 

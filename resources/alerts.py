@@ -6,7 +6,7 @@ import dagster as dg
 from pydantic import Field
 
 from pipeline.alerts import AlertLedger, AlertSink
-from pipeline.settings import load_settings
+from pipeline.settings import load_settings_lenient
 from resources.database import Database
 
 
@@ -19,7 +19,7 @@ class Alerts(dg.ConfigurableResource):
     cooldown_s: int | None = Field(default=None, description="Same-key alerts are not re-sent within this (PIPELINE_ALERT_COOLDOWN_S)")
 
     def sink(self, logger: Any = None) -> AlertSink:
-        settings = load_settings()
+        settings = load_settings_lenient()[0]  # alerts must go out when another setting is invalid
         cooldown = self.cooldown_s if self.cooldown_s is not None else settings.alert_cooldown_s
         return AlertSink(self.database.engine, webhook_url=self.webhook_url, cooldown_s=cooldown, logger=logger,
                          ledger=AlertLedger.in_state_dir(settings.state_path))

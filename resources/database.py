@@ -6,7 +6,7 @@ from sqlalchemy.engine import Engine
 
 from pipeline.db import get_engine
 from pipeline.migrate import require_schema
-from pipeline.settings import load_settings
+from pipeline.settings import load_settings_lenient
 
 
 class Database(dg.ConfigurableResource):
@@ -24,7 +24,8 @@ class Database(dg.ConfigurableResource):
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            settings = load_settings(database_url=self.url or None)
+            # Leniently: the alerting sensors need the database while another setting is invalid.
+            settings = load_settings_lenient(**({"database_url": self.url} if self.url else {}))[0]
             self._engine = get_engine(
                 settings.database_url,
                 pool_size=self.pool_size or settings.db_pool_size,

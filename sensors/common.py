@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from assets.posting import ACCOUNT_TAG, ACCOUNTS_TAG, run_accounts  # noqa: F401 - the posting runs' tags, shared
-from pipeline.settings import load_settings
+from pipeline.settings import load_settings_lenient
 
 PLAN_JOB, POST_JOB, METRICS_JOB, PERFORMANCE_JOB = "plan_job", "post_job", "metrics_job", "performance_job"
 JOB_TAG = "pipeline/job"  # the run queue limits runs by this tag (dagster.yaml)
@@ -20,8 +20,9 @@ ACTIVE_STATUSES = [
 # A run "in progress" for longer than this is presumed dead (its process was killed) and no longer
 # holds back new runs; run monitoring (dagster.yaml) marks such runs failed.
 STALE_ACTIVE_S = 3600
-# The alerting sensors' tick (PIPELINE_SENSOR_INTERVAL_S), read when the definitions load.
-SENSOR_INTERVAL_S = load_settings().sensor_interval_s
+# The alerting sensors' tick (PIPELINE_SENSOR_INTERVAL_S), read when the definitions load. Leniently: an invalid
+# setting must not stop the code location from loading, or no sensor would run to say so (sensors/local.py).
+SENSOR_INTERVAL_S = load_settings_lenient()[0].sensor_interval_s
 
 
 def active_run(instance: dg.DagsterInstance, job_name: str, max_age_s: float = STALE_ACTIVE_S,

@@ -129,6 +129,53 @@ def test_non_empty_journal_is_alerted_once_and_rearmed(db_url: str, webhook: Web
     assert len(webhook.received) == 2
 
 
+# --------------------------------------------------------------------------- an invalid setting
+
+
+def test_an_invalid_setting_is_alerted_by_the_sensor_and_the_watchdog_instead_of_silencing_them(
+        db_url: str, webhook: Webhook, instance: dg.DagsterInstance, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A drafts folder that disappeared made every settings read refuse: the code location did not load, so no
+    sensor ran and nobody was told. Now the definitions load, the sensor and `pipeline health --alert` name
+    the variable and the fix, once, and re-arm when it is fixed; the runs still refuse the setting."""
+    import subprocess
+    import sys
+
+    from pipeline.settings import ConfigError, load_settings, load_settings_lenient
+    from tests.test_cli import run
+
+    missing = str(tmp_path / "drafts-gone")
+    monkeypatch.setenv("PIPELINE_DRAFTS_DIR", missing)
+    with pytest.raises(ConfigError, match="PIPELINE_DRAFTS_DIR"):
+        load_settings()  # what every run reads: it still refuses
+    settings, problems = load_settings_lenient()
+    assert settings.drafts_dir == "" and len(problems) == 1 and "PIPELINE_DRAFTS_DIR" in problems[0]
+    with pytest.raises(ConfigError, match="PIPELINE_DATABASE_URL"):  # never another database by default
+        load_settings_lenient({"PIPELINE_DATABASE_URL": "mysql://nope", "PIPELINE_DRAFTS_DIR": missing})
+
+    loaded = subprocess.run([sys.executable, "-c", "from pipeline.definitions import defs; "
+                             "print(defs.get_sensor_def('local_state_sensor').name)"],
+                            capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    assert loaded.returncode == 0 and "local_state_sensor" in loaded.stdout, loaded.stderr[-1500:]
+
+    database = Database(url=db_url)
+    resources = {"database": database, "alerts": Alerts(database=database, webhook_url=hook_url(webhook))}
+    result = tick(local_state_sensor, instance, resources)
+    assert "PIPELINE_DRAFTS_DIR" in result.skip_message
+    env = {**os.environ, "PIPELINE_DATABASE_URL": db_url, "PIPELINE_ALERT_WEBHOOK_URL": hook_url(webhook)}
+    out = run("health", "--alert", "--no-daemon", env=env)  # the watchdog: same condition, not told twice
+    assert out.returncode == 2 and "PIPELINE_DRAFTS_DIR" in out.stdout
+    assert len(webhook.received) == 1
+    assert webhook.texts[0].startswith("[CRITICAL] A setting is invalid") and "PIPELINE_DRAFTS_DIR" in webhook.texts[0]
+    assert "pipeline config" in webhook.texts[0] and SECRET not in out.stdout + out.stderr
+
+    Path(missing).mkdir()  # fixed: re-armed, and told again when it breaks again
+    assert "settings valid" in tick(local_state_sensor, instance, resources).skip_message
+    Path(missing).rmdir()
+    tick(local_state_sensor, instance, resources)
+    assert len(webhook.received) == 2
+
+
 # --------------------------------------------------------------------------- resolve re-arms the table's alerts
 
 
