@@ -39,7 +39,7 @@ lint: venv
 
 # The suite, then the chaos run: CI fails on any duplicate, loss, false failure or missing id under faults.
 test: venv browser media-tools postgres instance lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
 	$(MAKE) --no-print-directory chaos CHAOS_JSON=tests/artifacts/chaos.json \
 		CHAOS_ARGS="--sides=pipeline --time-budget=420 --quiet-limit=300"
 
