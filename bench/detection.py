@@ -47,20 +47,29 @@ FIX_WORDS = ("pipeline ", "restart", "check", "log in", "update", "fix", "see ")
 # --------------------------------------------------------------------------- a daemon group (child process)
 
 
-def run_daemon_group(types: list[str]) -> None:
-    """`dagster-daemon run`, restricted to `types` (Dagster's controller with a chosen daemon list)."""
+def run_daemon_group(group: str) -> None:
+    """`pipeline-daemon`, restricted to the group's daemon types (Dagster's controller with a chosen daemon list),
+    holding the daemon lock under the group's name as `pipeline-daemon` holds it under "daemon"."""
     import dagster as dg
     from dagster._core.workspace.load_target import WorkspaceFileTarget
     from dagster._daemon.controller import create_daemon_of_type, daemon_controller_from_instance
 
+    from pipeline.settings import load_settings
+    from resources.daemon import run_daemons
+
+    types = DAEMON_GROUPS[group]
     with dg.DagsterInstance.get() as instance:
         named = {t for group in DAEMON_GROUPS.values() for t in group}
         wanted = [t for t in instance.get_required_daemon_types() if t in types or ("*" in types and t not in named)]
-        with daemon_controller_from_instance(
-            instance, workspace_load_target=WorkspaceFileTarget(paths=[str(ROOT / "workspace.yaml")]),
-            gen_daemons=lambda inst: [create_daemon_of_type(t, inst) for t in wanted],
-        ) as controller:
-            controller.check_daemon_loop()
+
+        def loop() -> None:
+            with daemon_controller_from_instance(
+                instance, workspace_load_target=WorkspaceFileTarget(paths=[str(ROOT / "workspace.yaml")]),
+                gen_daemons=lambda inst: [create_daemon_of_type(t, inst) for t in wanted],
+            ) as controller:
+                controller.check_daemon_loop()
+
+        run_daemons(group, wanted, load_settings().state_path, loop)
 
 
 # --------------------------------------------------------------------------- the world
@@ -151,7 +160,7 @@ class Day:
     def start_daemon(self, group: str) -> None:
         log = open(self.dir / f"daemon-{group}.log", "ab")  # noqa: SIM115 - the child owns it
         self.daemons[group] = subprocess.Popen(
-            [sys.executable, "-m", "bench.detection", "--daemon-group", ",".join(DAEMON_GROUPS[group])],
+            [sys.executable, "-m", "bench.detection", "--daemon-group", group],
             env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def stop_daemon(self, group: str) -> None:
@@ -404,7 +413,7 @@ def main() -> None:
     parser.add_argument("--name", default="detection", help="results file name under bench/results/")
     args = parser.parse_args()
     if args.daemon_group:
-        run_daemon_group(args.daemon_group.split(","))
+        run_daemon_group(args.daemon_group)
         return
     result = simulate(args.tick, args.healthy, args.time_budget, set(args.only.split(",")) if args.only else None)
     result["tick_s"] = args.tick

@@ -333,7 +333,7 @@ def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.health import UNHEALTHY, HealthReport, check_configuration, check_health
 
     try:
-        probe = DaemonProbe() if args.no_daemon else probe_daemons()
+        probe = DaemonProbe() if args.no_daemon else probe_daemons(settings.state_path)
         report = check_health(settings, probe, daemon_expected=not args.no_daemon)
     except Exception as exc:  # noqa: BLE001 - a probe that cannot finish is itself a finding
         logging.getLogger("pipeline").debug("health check failed", exc_info=True)

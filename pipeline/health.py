@@ -147,7 +147,7 @@ def _queue(report: HealthReport, engine: Engine, settings: Settings, now: dateti
     waiting = _age_s(now, oldest_due)
     if waiting is not None and waiting > POST_BACKLOG_MAX_S:
         report.add("backlog", UNHEALTHY, f"an item has been due for {waiting / 60:.0f} min without being posted; "
-                   "is post_job running (dagster-daemon) and the breaker closed?", waiting)
+                   "is the daemon running (`pipeline-daemon`) and the breaker closed?", waiting)
 
 
 def _jobs(report: HealthReport, engine: Engine, settings: Settings, now: datetime) -> None:
@@ -231,16 +231,27 @@ def _daemons(report: HealthReport, probe: DaemonProbe, expected: bool, max_age_s
         return
     if not probe.daemons or all(d.heartbeat_age_s is None for d in probe.daemons):
         report.add("daemon", UNHEALTHY, "no Dagster daemon heartbeat: schedules and sensors are not running; "
-                   "start `dagster-daemon run` (see README, Production)", None)
+                   "start `pipeline-daemon` (see README, Production)", None)
         return
+    for p in probe.processes:  # a dead process is told once, with every daemon it ran
+        runs = ", ".join(t.lower() for t in p.types)
+        if p.alive:
+            report.add(f"daemon-process:{p.name}", OK, f"pid {p.pid} alive, runs {runs}", p.pid)
+        else:
+            stops = "; ".join(WHAT_IT_RUNS[t] for t in p.types if t in WHAT_IT_RUNS) or "its daemons' work stops"
+            report.add(f"daemon-process:{p.name}", UNHEALTHY,
+                       f"pipeline-daemon (pid {p.pid}) is gone, its lock {p.path} is free: {runs} stopped: {stops}; "
+                       "restart `pipeline-daemon` (retired on purpose? delete that lock file)", p.pid)
     for d in probe.daemons:
         name = f"daemon:{d.daemon_type.lower()}"
         stops = WHAT_IT_RUNS.get(d.daemon_type, "its work does not happen")
+        if d.process_gone:
+            continue
         if d.heartbeat_age_s is None:
-            report.add(name, UNHEALTHY, f"never sent a heartbeat: {stops}; restart `dagster-daemon run`", None)
+            report.add(name, UNHEALTHY, f"never sent a heartbeat: {stops}; restart `pipeline-daemon`", None)
         elif d.down(max_age_s):
             report.add(name, UNHEALTHY, f"last heartbeat {d.heartbeat_age_s:.0f} s ago: this daemon has stopped "
-                       f"(limit {d.limit_s(max_age_s):.0f} s), {stops}; restart `dagster-daemon run`", d.heartbeat_age_s)
+                       f"(limit {d.limit_s(max_age_s):.0f} s), {stops}; restart `pipeline-daemon`", d.heartbeat_age_s)
         elif d.errors:
             report.add(name, DEGRADED, f"alive (heartbeat {d.heartbeat_age_s:.0f} s ago) but reported errors in the "
                        f"last 5 min: {d.errors[0]} (see `dagster-daemon debug heartbeat-dump` and the daemon log)",

@@ -13,7 +13,7 @@ from pipeline.alerts import AlertSink
 from pipeline.health import OK, UNHEALTHY, Finding, HealthReport
 
 KEY_PREFIX = "health:"
-_DAEMON_FIX = ("To fix: restart `dagster-daemon run` (systemctl restart pipeline-daemon) and read its log; "
+_DAEMON_FIX = ("To fix: restart `pipeline-daemon` (systemctl restart pipeline-daemon) and read its log; "
                "`pipeline health` shows every daemon.")
 _FIX = {
     "database": "To fix: check that the database server is up and that PIPELINE_DATABASE_URL points at it; "
@@ -21,7 +21,7 @@ _FIX = {
                 "`pipeline health` shows when it answers again.",
     "journal": "To fix: do not post these again. The next post run replays them into the database once it "
                "answers; if it is down, bring it back (see the database alert), then check `pipeline health`.",
-    "daemon": "To fix: check DAGSTER_HOME and start `dagster-daemon run` (see README, Production).",
+    "daemon": "To fix: check DAGSTER_HOME and start `pipeline-daemon` (see README, Production).",
     "configuration": "To fix: correct the variable named above where the daemon reads its environment "
                      "(e.g. /etc/pipeline.env), check it with `pipeline config`, then restart the daemon; until "
                      "then every run that reads it fails.",
@@ -36,12 +36,14 @@ _TITLE = {
 
 def watched(name: str) -> bool:
     """The findings told here: those no database-reading sensor can raise for itself."""
-    return name in _FIX or name.startswith("daemon:")
+    return name in _FIX or name.startswith(("daemon:", "daemon-process:"))
 
 
 def _title(f: Finding) -> str:
     if f.name.startswith("daemon:"):
         return f"Dagster daemon {f.name.split(':', 1)[1].upper()} is down"
+    if f.name.startswith("daemon-process:"):
+        return f"The pipeline-daemon process {f.name.split(':', 1)[1]} is down"
     return _TITLE[f.name]
 
 
@@ -55,7 +57,7 @@ def tell_watched(report: HealthReport, sink: AlertSink) -> list[str]:
             continue
         key = KEY_PREFIX + f.name
         if f.status == UNHEALTHY:
-            fix = _DAEMON_FIX if f.name.startswith("daemon:") else _FIX[f.name]
+            fix = _DAEMON_FIX if f.name.startswith(("daemon:", "daemon-process:")) else _FIX[f.name]
             if sink.send_out_of_band(key, _title(f), f"{f.reason}\n{fix}", severity="critical", record=db_up):
                 sent.append(key)
         elif f.status == OK:

@@ -1,4 +1,8 @@
-"""Each Dagster daemon's status, read from the instance: `python -m resources.daemon` prints it as JSON.
+"""The Dagster daemon: its process (`pipeline-daemon`) and each daemon's status (`python -m resources.daemon`).
+
+`pipeline-daemon [dagster-daemon run options]` is `dagster-daemon run` holding this machine's daemon lock
+(pipeline/daemons.py) for its whole life, so `pipeline health` and `daemon_health_sensor` see its death at
+their next look instead of a heartbeat limit later.
 
 Sensors run inside the daemon and cannot notice that it (or one of its threads) stopped; this probe reads
 the heartbeats every daemon writes into the instance's storage (`get_daemon_statuses`, the data behind
@@ -10,7 +14,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
@@ -38,6 +44,35 @@ def daemon_statuses(instance: dg.DagsterInstance | None = None) -> dict[str, Any
                         "heartbeat_age_s": None if beat is None else round(max(0.0, now - beat.timestamp), 1),
                         "errors": errors})
     return {"daemons": daemons}
+
+
+def run_daemons(name: str, types: Sequence[str], state_dir: os.PathLike[str] | str, run: Any) -> None:
+    """`run()` (a daemon controller's loop) while holding the lock `<state_dir>/daemons/<name>.lock` that
+    records `types`. Shared by `pipeline-daemon` and the detection bench's one-process-per-daemon groups."""
+    from pathlib import Path
+
+    from pipeline.daemons import hold_daemon_lock
+
+    with hold_daemon_lock(Path(state_dir), name, types):
+        run()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`pipeline-daemon`: `dagster-daemon run` with the same options, under the daemon lock."""
+    from dagster._daemon.cli import run_command
+
+    from pipeline.daemons import DaemonAlreadyRunning
+    from pipeline.settings import ConfigError, load_settings_lenient
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        settings, _ = load_settings_lenient()  # an invalid setting is alerted by the sensors this daemon runs
+        with dg.DagsterInstance.get() as instance:
+            types = sorted(instance.get_required_daemon_types())
+        run_daemons("daemon", types, settings.state_path,
+                    lambda: run_command.main(args=args, prog_name="pipeline-daemon", obj={}))
+    except (ConfigError, DaemonAlreadyRunning, dg.DagsterInvariantViolationError) as exc:
+        sys.exit(f"pipeline-daemon: {exc}")
 
 
 if __name__ == "__main__":

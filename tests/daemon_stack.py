@@ -1,5 +1,5 @@
-"""The whole thing as it runs unattended: `dagster-daemon` with the shipped dagster.yaml, the workspace's
-definitions, a fresh PostgreSQL app database and an in-process sandbox with N logged-in accounts.
+"""The whole thing as it runs unattended: `pipeline-daemon` (`dagster-daemon run` under the daemon lock) with
+the shipped dagster.yaml, the workspace's definitions, a fresh PostgreSQL app database and an in-process sandbox with N logged-in accounts.
 
 Used by the on-time test (tests/test_ontime.py) and the benchmark (bench/ontime.py). Items are enqueued at
 times on the database clock; `live_times` reads the sandbox's ground truth.
@@ -62,7 +62,7 @@ class DaemonStack:
                        env=env, cwd=ROOT, check=True, capture_output=True)
         self.log_path = self.workdir / "daemon.log"
         with open(self.log_path, "wb") as log:
-            self.daemon = subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], cwd=ROOT,
+            self.daemon = subprocess.Popen([str(BIN / "pipeline-daemon"), "-w", "workspace.yaml"], cwd=ROOT,
                                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         return self
 
@@ -129,7 +129,7 @@ class DaemonStack:
 
     def check_daemon(self) -> None:
         if self.daemon is not None and self.daemon.poll() is not None:
-            raise RuntimeError(f"dagster-daemon exited ({self.daemon.returncode}): "
+            raise RuntimeError(f"pipeline-daemon exited ({self.daemon.returncode}): "
                                f"{self.log_path.read_text()[-3000:]}")
 
     def run_overlaps(self) -> list[tuple[str, str, str]]:

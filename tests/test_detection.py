@@ -230,7 +230,7 @@ def test_dead_sensor_daemon_is_told_by_the_watchdog_once_and_shared_with_the_sen
     out = run("health", "--alert", env=env)  # the next cron run: nothing new
     assert [t.splitlines()[0] for t in webhook.texts] == ["[CRITICAL] Dagster daemon SCHEDULER is down",
                                                          "[CRITICAL] Dagster daemon SENSOR is down"]
-    assert "restart `dagster-daemon run`" in webhook.texts[1] and "To fix:" in webhook.texts[1]
+    assert "restart `pipeline-daemon`" in webhook.texts[1] and "To fix:" in webhook.texts[1]
     assert SECRET not in out.stdout + out.stderr
 
     beat(set())  # both restarted: re-armed
@@ -239,6 +239,47 @@ def test_dead_sensor_daemon_is_told_by_the_watchdog_once_and_shared_with_the_sen
     beat({"SENSOR"})
     run("health", "--alert", env=env)
     assert len(webhook.received) == 3 and "SENSOR is down" in webhook.texts[2]
+
+
+def test_a_killed_daemon_process_is_told_at_the_next_look_while_its_heartbeats_are_still_fresh(
+        tmp_path: Path, webhook: Webhook, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon process (here a child holding the daemon lock for the scheduler and the run queue) is killed
+    with SIGKILL, as the OOM killer would: its heartbeats are seconds old, yet the watchdog tells it at once and
+    health names the process, not a heartbeat limit later (the detection bench's 75-133 s)."""
+    from dagster._daemon.types import DaemonHeartbeat
+
+    from pipeline.db import get_engine
+    from pipeline.migrate import upgrade
+    from sensors.daemons import daemon_health_sensor
+    from tests.test_cli import run
+    from tests.test_daemons import locked_child
+
+    db = f"sqlite:///{tmp_path / 'p.db'}"
+    upgrade(get_engine(db))
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    env = {**os.environ, "PIPELINE_DATABASE_URL": db, "PIPELINE_ALERT_WEBHOOK_URL": hook_url(webhook)}
+    with dg.DagsterInstance.get() as instance:
+        for daemon_type in instance.get_required_daemon_types():
+            instance.add_daemon_heartbeat(DaemonHeartbeat(time.time() - 1, daemon_type, None, None))
+    database = Database(url=db)
+    resources = {"database": database, "alerts": Alerts(database=database, webhook_url=hook_url(webhook))}
+    with locked_child(state_dir(), "daemon", ["SCHEDULER", "QUEUED_RUN_COORDINATOR"]) as child:
+        alive = run("health", "--alert", env=env)  # alive: nothing told
+        assert alive.returncode != 2 and "daemon-process:daemon" in alive.stdout and "alive" in alive.stdout
+        assert webhook.texts == []
+        child.kill()
+        child.wait(10)
+        with dg.DagsterInstance.get() as instance:
+            tick(daemon_health_sensor, instance, resources)
+        out = run("health", "--alert", env=env)
+    assert out.returncode == 2
+    assert "daemon-process:daemon" in out.stdout and "is gone" in out.stdout and "restart `pipeline-daemon`" in out.stdout
+    assert "scheduler, queued_run_coordinator stopped" in out.stdout
+    # Told once, for the process, by whichever looked first (the sensor); the watchdog does not repeat it.
+    assert [t.splitlines()[0] for t in webhook.texts] == ["[CRITICAL] The pipeline-daemon process daemon is down"]
+    assert "schedules (plan, post, metrics) do not fire" in webhook.texts[0]
 
 
 # --------------------------------------------------------------------------- empty queue: fast and re-armed

@@ -10,6 +10,7 @@ import time
 import dagster as dg
 import pytest
 
+from pipeline.daemons import read_daemon_locks
 from tests.daemon_stack import DaemonStack
 
 ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
@@ -47,6 +48,9 @@ def test_a_lingering_run_posts_later_items_itself_then_ends_and_the_next_post_ge
         stack.schedule([("linger", "first post, due 20 s after the start", 20)])
         _live(stack, "first post, due 20 s after the start", timeout_s=150)
         assert len(_runs(stack, "linger")) == 1
+        # The daemon is pipeline-daemon: it holds the lock health reads, naming every daemon it runs.
+        (daemon,) = read_daemon_locks(stack.workdir / "state")
+        assert daemon.alive and daemon.pid == stack.daemon.pid and {"SCHEDULER", "SENSOR"} <= set(daemon.types)
 
         # Falls due after the run started and posted: the lingering run posts it, within seconds of its time.
         stack.schedule([("linger", "second post, enqueued after the first went live", 5)])

@@ -87,13 +87,13 @@ def test_probe_reads_each_daemon_from_a_real_instance(tmp_path: Path, monkeypatc
         for daemon_type in instance.get_required_daemon_types():
             age = 600 if daemon_type == "SCHEDULER" else 1
             instance.add_daemon_heartbeat(DaemonHeartbeat(time.time() - age, daemon_type, None, None))
-    probe = probe_daemons()
+    probe = probe_daemons(tmp_path / "state")
     assert probe.error is None
     by_type = {d.daemon_type: d for d in probe.daemons}
     assert by_type["SCHEDULER"].down(90) and by_type["SCHEDULER"].heartbeat_age_s >= 599
     assert not by_type["SENSOR"].down(90) and not by_type["QUEUED_RUN_COORDINATOR"].down(90)
     monkeypatch.delenv("DAGSTER_HOME")
-    assert "DAGSTER_HOME is not set" in (probe_daemons().error or "")
+    assert "DAGSTER_HOME is not set" in (probe_daemons(tmp_path / "state").error or "")
 
 
 def test_stale_plan_is_unhealthy(healthy: tuple[Settings, sa.Engine]) -> None:
