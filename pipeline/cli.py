@@ -339,7 +339,7 @@ def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
         logging.getLogger("pipeline").debug("health check failed", exc_info=True)
         report = HealthReport()
         report.add("health_check", UNHEALTHY, redact(f"the check itself failed: {type(exc).__name__}: {exc}"))
-    check_configuration(report, getattr(args, "config_problems", []))
+    check_configuration(report, args.config_problems)
     if args.alert:
         _alert_from_health(report, settings)
     if args.json:
@@ -412,9 +412,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-format", choices=["text", "json"], help="override PIPELINE_LOG_FORMAT")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, func: Callable[[argparse.Namespace, Settings], int], help: str, parent=sub):  # type: ignore[no-untyped-def]
+    def add(name: str, func: Callable[[argparse.Namespace, Settings], int], help: str, parent=sub,  # type: ignore[no-untyped-def]
+            reports_bad_settings: bool = False):
+        """`reports_bad_settings`: the command reads settings leniently and reports what is invalid (health),
+        where every other command refuses to act on an invalid setting."""
         p = parent.add_parser(name, help=help, description=help)
-        p.set_defaults(func=func)
+        p.set_defaults(func=func, reports_bad_settings=reports_bad_settings)
         return p
 
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
@@ -501,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timezone", default="UTC")
     p.add_argument("--timeout", type=float, default=600, help="seconds to wait for the login")
 
-    p = add("health", cmd_health, "liveness probe: exit 0 healthy, 1 degraded, 2 unhealthy")
+    p = add("health", cmd_health, "liveness probe: exit 0 healthy, 1 degraded, 2 unhealthy", reports_bad_settings=True)
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-daemon", action="store_true", help="do not require a Dagster daemon heartbeat")
     p.add_argument("--alert", action="store_true",
@@ -524,7 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        if args.func is cmd_health:  # health reports an invalid setting (and alerts it) instead of refusing
+        if args.reports_bad_settings:
             settings, args.config_problems = load_settings_lenient(log_format=args.log_format)
         else:
             settings = load_settings(log_format=args.log_format)

@@ -279,19 +279,10 @@ def markdown_table() -> str:
 
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Read and validate every setting. Raises ConfigError naming the variable and the fix."""
-    env = os.environ if env is None else env
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    for s in SETTINGS:
-        if s.name in overrides and overrides[s.name] is not None:
-            values[s.name], sources[s.name] = overrides[s.name], "argument"
-        elif env.get(s.env, "") != "":
-            values[s.name], sources[s.name] = _parse(s, env[s.env]), "environment"
-        else:
-            default = s.default() if callable(s.default) else s.default
-            values[s.name], sources[s.name] = default, "default"
-    _validate(values)
-    return Settings(values=values, sources=sources)
+    settings, problems = _read(os.environ if env is None else env, overrides)
+    if problems:
+        raise ConfigError(next(iter(problems.values())))
+    return settings
 
 
 # Where the state lives: never replaced by a default (another database or journal would be worse than none).
@@ -304,36 +295,47 @@ def load_settings_lenient(env: Mapping[str, str] | None = None, **overrides: Any
     loading the Dagster definitions (so sensors run), the alert sink, the database resource and `pipeline
     health`; everything that acts (posting, planning, the CLI) uses load_settings, which refuses. An invalid
     database URL or state folder still raises: a default there would be another database or journal."""
-    env = os.environ if env is None else env
-    problems: dict[str, str] = {}
-    valid: dict[str, Any] = {}
-    for s in SETTINGS:
-        raw = env.get(s.env, "")
-        if raw == "":
-            continue
-        try:
-            value = _parse(s, raw)
-        except ConfigError as exc:
-            problems[s.name] = str(exc)
-            continue
-        problem = RULES.get(s.name, _default_rule(s))(value)
-        if problem:
-            problems[s.name] = f"{s.env}{'' if s.secret else f'={value!r}'}: {problem}"
-            continue
-        valid[s.name] = value
+    settings, problems = _read(os.environ if env is None else env, overrides, lenient=True)
     for name in _LOCATIONS:
         if name in problems:
             raise ConfigError(problems[name])
-    rest = {k: v for k, v in env.items() if not k.startswith("PIPELINE_")}
-    return load_settings(rest, **{**valid, **overrides}), list(problems.values())
+    return settings, list(problems.values())
 
 
-def _validate(values: dict[str, Any]) -> None:
+def _read(env: Mapping[str, str], overrides: Mapping[str, Any],
+          lenient: bool = False) -> tuple[Settings, dict[str, str]]:
+    """The one reader: each setting from an argument, the environment or its default, checked by its rule.
+    Returns the settings and, per invalid setting, the message naming the variable and the fix; `lenient`
+    puts the default in place of an invalid value (the default is kept even when it fails its own rule)."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    problems: dict[str, str] = {}
     for s in SETTINGS:
-        problem = RULES.get(s.name, _default_rule(s))(values[s.name])
-        if problem:
-            shown = "" if s.secret else f"={values[s.name]!r}"
-            raise ConfigError(f"{s.env}{shown}: {problem}")
+        try:
+            if s.name in overrides and overrides[s.name] is not None:
+                values[s.name], sources[s.name] = overrides[s.name], "argument"
+            elif env.get(s.env, "") != "":
+                values[s.name], sources[s.name] = _parse(s, env[s.env]), "environment"
+            else:
+                values[s.name], sources[s.name] = _default(s), "default"
+        except ConfigError as exc:
+            problems[s.name] = str(exc)
+        else:
+            problem = RULES.get(s.name, _default_rule(s))(values[s.name])
+            if problem:
+                problems[s.name] = f"{s.env}{'' if s.secret else f'={values[s.name]!r}'}: {problem}"
+        if s.name in problems and lenient and sources.get(s.name) != "default":
+            values[s.name], sources[s.name] = _default(s), "default"
+    if len(values) == len(SETTINGS):  # not so when a value did not parse and nothing took its place
+        _normalise(values)
+    return Settings(values=values, sources=sources), problems
+
+
+def _default(setting: Setting) -> Any:
+    return setting.default() if callable(setting.default) else setting.default
+
+
+def _normalise(values: dict[str, Any]) -> None:
     if values["database_url"].startswith("postgres://"):
         values["database_url"] = "postgresql://" + values["database_url"][len("postgres://"):]
     values["x_base_url"] = values["x_base_url"].rstrip("/")
