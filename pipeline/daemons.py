@@ -66,11 +66,24 @@ class DaemonState:
     def process_gone(self) -> bool:
         return self.process is not None and not self.process.alive
 
+    def starting(self, max_age_s: float) -> bool:
+        """Its process was (re)started less than the heartbeat limit ago and has not beaten since: the last beat
+        (or none) is the dead predecessor's, so it is not judged yet (else every restart after an outage longer
+        than the limit would be told as a new death)."""
+        p = self.process
+        if p is None or not p.alive or p.started_age_s is None or p.started_age_s > self.limit_s(max_age_s):
+            return False
+        return self.heartbeat_age_s is None or self.heartbeat_age_s > p.started_age_s
+
     def down(self, max_age_s: float) -> bool:
         """Down: its process is gone (a free lock), never beat, or beat too long ago. Errors in a fresh heartbeat (a sensor that raised in the last
         5 min) do not make it down, as for `dagster-daemon liveness-check`; health reports them as degraded.
         Dagster tolerates 30 min of silence; ours is the daemon_max_heartbeat_age_s setting, stretched for a
         daemon that beats less often than every 30 s (heartbeat_limit_s)."""
+        if self.process_gone:
+            return True
+        if self.starting(max_age_s):
+            return False
         return self.heartbeat_age_s is None or self.heartbeat_age_s > self.limit_s(max_age_s)
 
     def limit_s(self, max_age_s: float) -> float:
@@ -113,6 +126,7 @@ class DaemonProcess:
     types: list[str]
     pid: int
     alive: bool
+    started_age_s: float | None = None  # seconds since it took the lock
 
 
 class DaemonAlreadyRunning(RuntimeError):
@@ -170,8 +184,10 @@ def read_daemon_locks(state_dir: Path, recheck_s: float = LOCK_RECHECK_S) -> lis
             time.sleep(recheck_s)
             alive = _lock_held(path)
             info = _lock_info(path) or info  # a restarted daemon wrote its own pid
+        started = info.get("started_at")
         found.append(DaemonProcess(str(info.get("name", path.stem)), path, list(info["types"]),
-                                   int(info.get("pid", 0)), alive))
+                                   int(info.get("pid", 0)), alive,
+                                   max(0.0, time.time() - started) if isinstance(started, int | float) else None))
     return found
 
 

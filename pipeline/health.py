@@ -247,6 +247,10 @@ def _daemons(report: HealthReport, probe: DaemonProbe, expected: bool, max_age_s
         stops = WHAT_IT_RUNS.get(d.daemon_type, "its work does not happen")
         if d.process_gone:
             continue
+        if d.starting(max_age_s):
+            report.add(name, OK, f"its process started {d.process.started_age_s:.0f} s ago; first heartbeat pending",
+                       d.heartbeat_age_s)
+            continue
         if d.heartbeat_age_s is None:
             report.add(name, UNHEALTHY, f"never sent a heartbeat: {stops}; restart `pipeline-daemon`", None)
         elif d.down(max_age_s):

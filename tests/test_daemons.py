@@ -112,3 +112,21 @@ def test_health_names_the_daemon_whose_process_died_though_its_heartbeat_is_fres
     assert "daemon:scheduler" not in by_name  # told once, with its process
     assert by_name["daemon-process:sensors"].status == OK
     assert by_name["daemon:sensor"].status == OK and by_name["daemon:queued_run_coordinator"].status == OK
+
+
+def test_a_daemon_restarted_after_a_long_outage_is_not_told_dead_before_its_first_beat(tmp_path: Path) -> None:
+    """Down for ten minutes, restarted 3 s ago: the last beat (600 s) is the dead process's. Not judged until
+    the heartbeat limit has passed since the restart; then a missing beat is a death again."""
+    path = tmp_path / "daemons" / "daemon.lock"
+    restarted = DaemonProcess("daemon", path, ["SCHEDULER"], 4242, alive=True, started_age_s=3.0)
+    probe = DaemonProbe.beating(age_s=600.0, types=("SCHEDULER",)).with_processes([restarted])
+    (scheduler,) = probe.daemons
+    assert scheduler.starting(90) and not scheduler.down(90)
+    by_name = {f.name: f for f in check_daemons(probe, max_age_s=90).findings}
+    assert by_name["daemon:scheduler"].status == OK and "first heartbeat pending" in by_name["daemon:scheduler"].reason
+
+    long_ago = DaemonProcess("daemon", path, ["SCHEDULER"], 4242, alive=True, started_age_s=400.0)
+    (scheduler,) = DaemonProbe.beating(age_s=600.0, types=("SCHEDULER",)).with_processes([long_ago]).daemons
+    assert scheduler.down(90)  # started long ago and still no beat of its own: a hung thread
+    (scheduler,) = DaemonProbe.beating(age_s=1.0, types=("SCHEDULER",)).with_processes([restarted]).daemons
+    assert not scheduler.starting(90) and not scheduler.down(90)  # it has beaten since the restart
