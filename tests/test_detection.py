@@ -9,6 +9,7 @@ import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -193,87 +194,90 @@ def test_resolve_rearms_an_alert_within_its_cooldown(engine: sa.Engine, webhook:
 # --------------------------------------------------------------------------- dead daemons: sensor and watchdog
 
 
-def test_dead_sensor_daemon_is_told_by_the_watchdog_once_and_shared_with_the_sensor(
-        tmp_path: Path, webhook: Webhook, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A dead sensor daemon runs no sensor: `pipeline health --alert` (from cron) tells it, once per outage, and
-    the scheduler death the daemon_health_sensor already told is not told again by the watchdog."""
-    from dagster._daemon.types import DaemonHeartbeat
+class DaemonWorld:
+    """An app database, a Dagster instance whose daemons' heartbeats the test writes, and the watchdog's env."""
 
-    from pipeline.db import get_engine
-    from pipeline.migrate import upgrade
-    from sensors.daemons import daemon_health_sensor
-    from tests.test_cli import run
+    def __init__(self, tmp_path: Path, webhook: Webhook, monkeypatch: pytest.MonkeyPatch) -> None:
+        from pipeline.db import get_engine
+        from pipeline.migrate import upgrade
 
-    db = f"sqlite:///{tmp_path / 'p.db'}"
-    upgrade(get_engine(db))
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    env = {**os.environ, "PIPELINE_DATABASE_URL": db, "PIPELINE_ALERT_WEBHOOK_URL": hook_url(webhook)}
+        db = f"sqlite:///{tmp_path / 'p.db'}"
+        upgrade(get_engine(db))
+        home = tmp_path / "dagster_home"
+        home.mkdir()
+        monkeypatch.setenv("DAGSTER_HOME", str(home))
+        self.env = {**os.environ, "PIPELINE_DATABASE_URL": db, "PIPELINE_ALERT_WEBHOOK_URL": hook_url(webhook)}
+        database = Database(url=db)
+        self.resources = {"database": database, "alerts": Alerts(database=database, webhook_url=hook_url(webhook))}
 
-    def beat(old: set[str]) -> None:
+    def beat(self, old: set[str]) -> None:
+        """Every daemon beats now, except those in `old`, whose last beat was 10 minutes ago."""
+        from dagster._daemon.types import DaemonHeartbeat
+
         with dg.DagsterInstance.get() as instance:
             for daemon_type in instance.get_required_daemon_types():
                 age = 600 if daemon_type in old else 1
                 instance.add_daemon_heartbeat(DaemonHeartbeat(time.time() - age, daemon_type, None, None))
 
-    beat({"SCHEDULER"})
-    database = Database(url=db)
-    with dg.DagsterInstance.get() as instance:
-        tick(daemon_health_sensor, instance, {"database": database,
-                                              "alerts": Alerts(database=database, webhook_url=hook_url(webhook))})
+    def sensor_tick(self) -> None:
+        from sensors.daemons import daemon_health_sensor
+
+        with dg.DagsterInstance.get() as instance:
+            tick(daemon_health_sensor, instance, self.resources)
+
+    def watchdog(self, *args: str) -> Any:
+        from tests.test_cli import run
+
+        return run("health", "--alert", *args, env=self.env)
+
+
+@pytest.fixture
+def daemon_world(tmp_path: Path, webhook: Webhook, monkeypatch: pytest.MonkeyPatch) -> DaemonWorld:
+    return DaemonWorld(tmp_path, webhook, monkeypatch)
+
+
+def test_dead_sensor_daemon_is_told_by_the_watchdog_once_and_shared_with_the_sensor(
+        daemon_world: DaemonWorld, webhook: Webhook) -> None:
+    """A dead sensor daemon runs no sensor: `pipeline health --alert` (from cron) tells it, once per outage, and
+    the scheduler death the daemon_health_sensor already told is not told again by the watchdog."""
+    world = daemon_world
+    world.beat({"SCHEDULER"})
+    world.sensor_tick()
     assert [t.splitlines()[0] for t in webhook.texts] == ["[CRITICAL] Dagster daemon SCHEDULER is down"]
 
-    beat({"SCHEDULER", "SENSOR"})
-    out = run("health", "--alert", "--json", env=env)
-    assert out.returncode == 2
-    out = run("health", "--alert", env=env)  # the next cron run: nothing new
+    world.beat({"SCHEDULER", "SENSOR"})
+    assert world.watchdog("--json").returncode == 2
+    out = world.watchdog()  # the next cron run: nothing new
     assert [t.splitlines()[0] for t in webhook.texts] == ["[CRITICAL] Dagster daemon SCHEDULER is down",
                                                          "[CRITICAL] Dagster daemon SENSOR is down"]
     assert "restart `pipeline-daemon`" in webhook.texts[1] and "To fix:" in webhook.texts[1]
     assert SECRET not in out.stdout + out.stderr
 
-    beat(set())  # both restarted: re-armed
-    assert run("health", "--alert", env=env).returncode != 2
+    world.beat(set())  # both restarted: re-armed
+    assert world.watchdog().returncode != 2
     assert AlertLedger.in_state_dir(state_dir()).active() == {}
-    beat({"SENSOR"})
-    run("health", "--alert", env=env)
+    world.beat({"SENSOR"})
+    world.watchdog()
     assert len(webhook.received) == 3 and "SENSOR is down" in webhook.texts[2]
 
 
 def test_a_killed_daemon_process_is_told_at_the_next_look_while_its_heartbeats_are_still_fresh(
-        tmp_path: Path, webhook: Webhook, monkeypatch: pytest.MonkeyPatch) -> None:
+        daemon_world: DaemonWorld, webhook: Webhook) -> None:
     """The daemon process (here a child holding the daemon lock for the scheduler and the run queue) is killed
     with SIGKILL, as the OOM killer would: its heartbeats are seconds old, yet the watchdog tells it at once and
     health names the process, not a heartbeat limit later (the detection bench's 75-133 s)."""
-    from dagster._daemon.types import DaemonHeartbeat
-
-    from pipeline.db import get_engine
-    from pipeline.migrate import upgrade
-    from sensors.daemons import daemon_health_sensor
-    from tests.test_cli import run
     from tests.test_daemons import locked_child
 
-    db = f"sqlite:///{tmp_path / 'p.db'}"
-    upgrade(get_engine(db))
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    env = {**os.environ, "PIPELINE_DATABASE_URL": db, "PIPELINE_ALERT_WEBHOOK_URL": hook_url(webhook)}
-    with dg.DagsterInstance.get() as instance:
-        for daemon_type in instance.get_required_daemon_types():
-            instance.add_daemon_heartbeat(DaemonHeartbeat(time.time() - 1, daemon_type, None, None))
-    database = Database(url=db)
-    resources = {"database": database, "alerts": Alerts(database=database, webhook_url=hook_url(webhook))}
+    world = daemon_world
+    world.beat(set())
     with locked_child(state_dir(), "daemon", ["SCHEDULER", "QUEUED_RUN_COORDINATOR"]) as child:
-        alive = run("health", "--alert", env=env)  # alive: nothing told
+        alive = world.watchdog()  # alive: nothing told
         assert alive.returncode != 2 and "daemon-process:daemon" in alive.stdout and "alive" in alive.stdout
         assert webhook.texts == []
         child.kill()
         child.wait(10)
-        with dg.DagsterInstance.get() as instance:
-            tick(daemon_health_sensor, instance, resources)
-        out = run("health", "--alert", env=env)
+        world.sensor_tick()
+        out = world.watchdog()
     assert out.returncode == 2
     assert "daemon-process:daemon" in out.stdout and "is gone" in out.stdout and "restart `pipeline-daemon`" in out.stdout
     assert "scheduler, queued_run_coordinator stopped" in out.stdout
