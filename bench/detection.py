@@ -1,7 +1,8 @@
 """Detection: a simulated day against the sandbox and a real Dagster instance with its daemons running.
 
 A healthy stretch, then one incident at a time, each healed before the next. For each incident: seconds until
-the first alert reaches the webhook, and until `pipeline health` exits non-zero; for the healthy stretch and
+the alert that tells it (its title names the incident, not a consequence such as a short queue) reaches the
+webhook, and until `pipeline health` exits non-zero; for the healthy stretch and
 after each heal, the alerts sent (false alarms). Everything is the real thing: the daemons (one process per
 daemon group, so each can be stopped alone), the sensors, the run queue, run retries, `pipeline health` as a
 subprocess, the watchdog `pipeline health --alert` every tick (as cron would run it), the sandbox in place of x.com, PostgreSQL behind a proxy that can cut it. Only the intervals are
@@ -224,28 +225,35 @@ def wait_healthy(day: Day, timeout_s: float) -> tuple[bool, float, list[str]]:
     return False, time.time() - start, reasons
 
 
-def observe(day: Day, started: float, window_s: float, alert_expected: bool) -> dict[str, Any]:
-    """Poll health and the webhook until both have spoken (or the window closes)."""
+def observe(day: Day, started: float, window_s: float, expect: str) -> dict[str, Any]:
+    """Poll health and the webhook until health is non-zero and the alert that tells this incident (its title
+    contains `expect`) has arrived, or the window closes. Other alerts meanwhile (a consequence, such as a
+    short queue) are listed but do not count as telling it."""
     health_s, health_reason = None, None
+
+    def telling() -> list[tuple[float, str]]:
+        return [(at, text) for at, text in day.webhook.since(started) if expect.lower() in text.splitlines()[0].lower()]
+
     while time.time() - started < window_s:
         if health_s is None:
             code, reasons = day.health()
             if code != 0:
                 health_s, health_reason = time.time() - started, "; ".join(reasons)[:300]
-        alerts = day.webhook.since(started)
-        if health_s is not None and (alerts or not alert_expected):
+        if health_s is not None and telling():
             break
         time.sleep(2)
-    alerts = day.webhook.since(started)
-    first = alerts[0] if alerts else None
+    told = telling()
+    first = told[0] if told else None
     return {"alert_s": round(first[0] - started, 1) if first else None,
             "alert": first[1].splitlines()[0][:160] if first else None,
             "alert_names_fix": any(w in first[1].lower() for w in FIX_WORDS) if first else None,
+            "alerts_in_window": [(round(at - started, 1), text.splitlines()[0][:120])
+                                 for at, text in day.webhook.since(started)],
             "health_s": round(health_s, 1) if health_s is not None else None, "health": health_reason}
 
 
-def incidents(day: Day) -> list[tuple[str, bool, Any, Any]]:
-    """(name, alert path exists, inject, heal) in order."""
+def incidents(day: Day) -> list[tuple[str, str, Any, Any]]:
+    """(name, words in the title of the alert that tells it, inject, heal) in order."""
     from pipeline.breaker import Breaker
     from pipeline.failures import ErrorClass
 
@@ -294,22 +302,22 @@ def incidents(day: Day) -> list[tuple[str, bool, Any, Any]]:
 
         Journal(journal).append({"item_id": 999999, "attempt_id": 0, "part": 0, "tweet_id": "1", "at": time.time()})
 
-    out: list[tuple[str, bool, Any, Any]] = [
-        ("plan job failing", True, plan_failing, heal_plan),
-        ("plan producing nothing", True, plan_nothing, heal_plan),
-        ("breaker forced open (auth)", True, lambda: Breaker(day.engine).record_failure("alice", ErrorClass.AUTH),
-         lambda: Breaker(day.engine).reset("alice")),
-        ("item stuck unknown", True, stuck_unknown, heal_stuck),
-        ("empty queue", True, empty_queue, heal_plan),
+    out: list[tuple[str, str, Any, Any]] = [
+        ("plan job failing", "run failed: plan_job", plan_failing, heal_plan),
+        ("plan producing nothing", "planning produces nothing", plan_nothing, heal_plan),
+        ("breaker forced open (auth)", "posting stopped (auth)",
+         lambda: Breaker(day.engine).record_failure("alice", ErrorClass.AUTH), lambda: Breaker(day.engine).reset("alice")),
+        ("item stuck unknown", "stuck in flight", stuck_unknown, heal_stuck),
+        ("empty queue", "queue below target", empty_queue, heal_plan),
     ]
-    out.append(("non-empty journal", True, journal_entry, lambda: journal.unlink(missing_ok=True)))
+    out.append(("non-empty journal", "not yet recorded", journal_entry, lambda: journal.unlink(missing_ok=True)))
     for group in DAEMON_GROUPS:
         # The sensor daemon cannot report its own death: the watchdog (`pipeline health --alert`) does.
-        out.append((f"daemon {group} stopped", True,
+        out.append((f"daemon {group} stopped", f"process {group} is down",
                     lambda g=group: day.stop_daemon(g), lambda g=group: day.start_daemon(g)))
     # Last: while the database is down every sensor that reads it raises, and the sensor daemon's heartbeat
     # carries those errors for 5 minutes, which health reports (degraded) long after the database is back.
-    out.append(("database down", True, day.proxy.cut, day.proxy.restore))
+    out.append(("database down", "database unreachable", day.proxy.cut, day.proxy.restore))
     return out
 
 
@@ -336,7 +344,7 @@ def simulate(tick_s: int, healthy_s: float, time_budget_s: float, only: set[str]
         rows.append({"incident": "healthy stretch", "window_s": round(time.time() - quiet_from),
                      "false_alarms": len(day.webhook.since(quiet_from)),
                      "false_alarm_titles": [t.splitlines()[0][:120] for _, t in day.webhook.since(quiet_from)]})
-        for name, alertable, inject, heal in incidents(day):
+        for name, expect, inject, heal in incidents(day):
             if only and not any(o in name for o in only):
                 continue
             if time.time() - started > time_budget_s:
@@ -345,7 +353,7 @@ def simulate(tick_s: int, healthy_s: float, time_budget_s: float, only: set[str]
             t0 = time.time()
             inject()
             window = 2 * tick_s + HEALTH_GOAL_S + 30
-            row = {"incident": name, "alert_path": alertable, **observe(day, t0, window, alertable)}
+            row = {"incident": name, "alert_path": True, "expected_alert": expect, **observe(day, t0, window, expect)}
             heal()
             healed, heal_s, left = wait_healthy(day, 240)
             row["heal_s"] = round(heal_s, 1)
@@ -384,12 +392,12 @@ def table(result: dict[str, Any]) -> str:
     rows = []
     for r in result["rows"]:
         if "false_alarms" in r:  # the healthy stretch
-            rows.append({"incident": f"{r['incident']} ({r['window_s']} s)", "first alert s": "-", "health s": "-",
+            rows.append({"incident": f"{r['incident']} ({r['window_s']} s)", "alert s": "-", "health s": "-",
                          "false alarms": r["false_alarms"]})
             continue
         rows.append({
             "incident": r["incident"],
-            "first alert s": r.get("not_run") or (r.get("alert_s") if r.get("alert_s") is not None else
+            "alert s": r.get("not_run") or (r.get("alert_s") if r.get("alert_s") is not None else
                                                   ("no alert path" if r.get("alert_path") is False else "MISSED")),
             "alert": (r.get("alert") or "")[:70],
             "names fix": r.get("alert_names_fix", ""),
@@ -400,7 +408,7 @@ def table(result: dict[str, Any]) -> str:
     head = (f"Detection day: sensor tick {result['tick_s']} s (goal: alert within {s['alert_goal_s']} s, "
             f"health within {s['health_goal_s']:.0f} s, 0 false alarms). False alarms: {s['false_alarms']}. "
             f"Alert goal met: {s['alert_goal_met']}; health goal met: {s['health_goal_met']}.\n\n")
-    return head + markdown_table(rows, ["incident", "first alert s", "alert", "names fix", "health s", "false alarms"])
+    return head + markdown_table(rows, ["incident", "alert s", "alert", "names fix", "health s", "false alarms"])
 
 
 def main() -> None:
