@@ -42,7 +42,7 @@ def interactive_login(settings: Settings, handle: str, timeout_s: float = 600, h
 
     with sync_playwright() as pw:
         try:
-            browser = pw.chromium.launch(executable_path=find_executable(settings.browser_executable),
+            browser = pw.chromium.launch(executable_path=find_executable(settings.browser_executable, headless),
                                          headless=headless, args=CHROMIUM_ARGS)
         except PlaywrightError as exc:
             raise BrowserUnavailable(f"cannot open a browser for the login ({str(exc).splitlines()[0]}); "

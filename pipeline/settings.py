@@ -48,7 +48,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("db_pool_size", int, 5, "Connections kept open per process (PostgreSQL)"),
     Setting("db_max_overflow", int, 10, "Extra connections allowed under load per process (PostgreSQL)"),
     Setting("x_base_url", str, SANDBOX_DEFAULT_URL, "Base URL of X: the local sandbox by default, https://x.com in production"),
-    Setting("browser_executable", str, "", "Chromium binary; empty means a system Chromium, then Playwright's own"),
+    Setting("browser_executable", str, "", "Chromium binary; empty means a system Chromium (its headless shell for headless work), then Playwright's own"),
     Setting("headless", bool, True, "Run the browser without a window"),
     Setting("state_dir", str, ".pipeline/state", "Browser sessions (mode 0600) and the confirmation journal"),
     Setting("alert_webhook_url", str, "", "Slack-compatible webhook for alerts; empty means logs and the alerts table only", secret=True),

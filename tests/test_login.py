@@ -5,6 +5,8 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+import pytest
+
 from pipeline.login import LoginTimeout, interactive_login
 from pipeline.settings import load_settings
 from sandbox.client import SandboxAdmin
@@ -54,3 +56,20 @@ def test_login_times_out_with_the_fix(sandbox: SandboxAdmin, tmp_path: Path) -> 
     thread.join(60)
     assert errors and isinstance(errors[0], LoginTimeout) and "pipeline login" in str(errors[0])
     assert not (tmp_path / "sessions" / "dave.json").exists()
+
+
+def test_headless_work_prefers_chromiums_headless_shell_and_the_headed_login_never_gets_it(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Headless pages run on the headless shell (a third of the full browser's start-up) when it is installed
+    (scripts/ensure_browser.sh installs it on Debian); a login window needs the full browser; an explicit
+    PIPELINE_BROWSER_EXECUTABLE wins over both, and a wrong one is refused with the fix."""
+    from pipeline.browser import HEADLESS_SHELLS, SYSTEM_CHROMIUMS, BrowserUnavailable, find_executable
+
+    monkeypatch.delenv("PIPELINE_BROWSER_EXECUTABLE", raising=False)
+    installed = [p for p in HEADLESS_SHELLS if Path(p).exists()]
+    headless, headed = find_executable(headless=True), find_executable(headless=False)
+    assert headless == (installed[0] if installed else headed)
+    assert headed is not None and "headless-shell" not in headed and (headed in SYSTEM_CHROMIUMS or "chromium" in headed)
+    assert find_executable(headed, headless=True) == headed
+    with pytest.raises(BrowserUnavailable, match="does not exist.*apt-get install"):
+        find_executable(str(tmp_path / "no-chromium"))
