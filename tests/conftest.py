@@ -18,6 +18,10 @@ from tests import pg
 pytest_plugins = ["tests.fixtures_browser", "tests.fixtures_world"]
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
+# For the slow tests of X's behaviour (stalls, lagging timelines, paging, page changes: tens of seconds of
+# waiting each): the database code they pass through runs on both databases in test_posting and test_queue,
+# so these run once, on PostgreSQL, the production database.
+once_on_postgres = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 
 
 @pytest.fixture(scope="session")
@@ -103,3 +107,17 @@ def browser_session() -> Iterator[Any]:
         pytest.fail(str(exc), pytrace=False)
     yield session
     session.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def on_time_scenario(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """tests/test_ontime.py's five-minute scenario, started with the session so it runs beside the other tests
+    (it waits, the machine is mostly free); None when that test is not selected."""
+    if not any(item.nodeid.startswith("tests/test_ontime.py") for item in request.session.items):
+        yield None
+        return
+    from tests.test_ontime import OnTimeScenario
+
+    scenario = OnTimeScenario()
+    yield scenario
+    scenario.close()

@@ -12,6 +12,7 @@ from pathlib import Path
 from pipeline import queue
 from pipeline.browser import write_secret_file
 from pipeline.canary import run_canary
+from tests.conftest import once_on_postgres
 from tests.fixtures_world import World
 
 
@@ -26,6 +27,7 @@ def test_canary_passes_on_the_sandbox_and_posts_nothing(world: World) -> None:
     assert world.alerts.sent == [] and len(world.truth()) == before  # read only
 
 
+@once_on_postgres
 def test_ui_drift_raises_ui_changed_naming_the_selector(world: World) -> None:
     world.sandbox.set_faults({"ui_drift": {"p": 1.0}})
     report = run_canary(world.engine, world.settings, world.browser, alerts=world.alerts)
@@ -48,6 +50,7 @@ def test_logged_out_session_is_reported_not_alerted_as_a_page_change(world: Worl
     assert world.alerts.sent == []
 
 
+@once_on_postgres
 def test_cli_canary_exit_codes(world: World) -> None:
     """`pipeline canary`: 0 on the sandbox as it is, 1 under ui_drift (naming the selector), 2 for an unknown account."""
     env = {**os.environ, "PIPELINE_DATABASE_URL": world.settings.database_url, "PIPELINE_X_BASE_URL": world.sandbox.url,

@@ -22,6 +22,7 @@ from pipeline import queue
 from pipeline import schema as s
 from resources import Database
 from sensors.dispatch import dispatch_sensor
+from tests.conftest import once_on_postgres
 from tests.fixtures_world import World
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,7 +63,7 @@ def _live_at(tweet: dict) -> float:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)  # threads, not SQL, keep accounts apart: once
+@once_on_postgres  # threads, not SQL, keep accounts apart: once
 def test_a_stalling_and_a_rate_limited_account_never_delay_a_healthy_one(world: World, tmp_path: Path,
                                                                           db_url: str) -> None:
     for handle in ("a_stalls", "b_limited", "healthy"):

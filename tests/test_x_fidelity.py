@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from pipeline import queue
+from tests.conftest import once_on_postgres
 from tests.fixtures_world import World
 
 ROWS = {
@@ -55,6 +56,7 @@ def test_each_reference_row_stalled_after_store_ends_posted_once_with_its_id(wor
     assert final.state == "posted" and final.tweet_ids == [tweet_id]
 
 
+@once_on_postgres
 def test_a_thread_of_the_reference_rows_stalled_after_store_is_posted_once_in_order(world: World) -> None:
     world.sandbox.set_rules(duplicate_window_hours=0)
     world.sandbox.set_faults(STALLED_AFTER_STORE)
@@ -133,6 +135,7 @@ def _post_for(world: World, item_id: int, seconds: float) -> queue.Item:
     return queue.get_item(world.engine, item_id)
 
 
+@once_on_postgres
 def test_a_post_that_shows_on_the_timeline_later_than_the_settle_window_is_not_posted_twice(world: World) -> None:
     from tests.fixtures_world import make_settings
 
@@ -149,6 +152,7 @@ def test_a_post_that_shows_on_the_timeline_later_than_the_settle_window_is_not_p
     assert final.state == "posted" and final.tweet_ids == list(truth)
 
 
+@once_on_postgres
 def test_a_duplicate_answer_while_the_earlier_attempt_may_still_show_is_not_a_failure(world: World) -> None:
     from pipeline import resolve
     from tests.fixtures_world import make_settings
@@ -203,6 +207,7 @@ def test_one_items_rejection_never_fails_the_other_items_of_the_run(world: World
     assert posted.state == "posted" and [t["text"] for t in world.truth()] == ["Keep this one & post it"]
 
 
+@once_on_postgres
 def test_an_unknown_post_behind_a_page_of_newer_posts_is_found_by_paging_back(world: World) -> None:
     from tests.fixtures_world import make_settings
 
