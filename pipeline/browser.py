@@ -30,8 +30,8 @@ CHROMIUM_ARGS = [
 PAGE_RECYCLE_USES = 50
 SYSTEM_CHROMIUMS = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 # Chromium's headless shell (Debian: chromium-headless-shell), what Playwright itself runs for headless work:
-# the full browser's --headless starts the whole browser without a window (24 processes, ~1.7 s to a page
-# here), the shell 9 processes and ~0.6 s, the same Blink and the same HeadlessChrome user agent.
+# the full browser's --headless starts the whole browser without a window; the shell is the same Blink with
+# the same HeadlessChrome user agent and starts lighter (bench/browser_start.py).
 HEADLESS_SHELLS = ("/usr/bin/chromium-headless-shell",)
 FIX = (
     "no Chromium found: set PIPELINE_BROWSER_EXECUTABLE to a Chromium binary, install one "
