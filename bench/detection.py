@@ -55,22 +55,19 @@ def run_daemon_group(group: str) -> None:
     from dagster._core.workspace.load_target import WorkspaceFileTarget
     from dagster._daemon.controller import create_daemon_of_type, daemon_controller_from_instance
 
+    from pipeline.daemons import hold_daemon_lock
     from pipeline.settings import load_settings
-    from resources.daemon import run_daemons
 
     types = DAEMON_GROUPS[group]
     with dg.DagsterInstance.get() as instance:
         named = {t for group in DAEMON_GROUPS.values() for t in group}
         wanted = [t for t in instance.get_required_daemon_types() if t in types or ("*" in types and t not in named)]
 
-        def loop() -> None:
-            with daemon_controller_from_instance(
-                instance, workspace_load_target=WorkspaceFileTarget(paths=[str(ROOT / "workspace.yaml")]),
-                gen_daemons=lambda inst: [create_daemon_of_type(t, inst) for t in wanted],
-            ) as controller:
-                controller.check_daemon_loop()
-
-        run_daemons(group, wanted, load_settings().state_path, loop)
+        with hold_daemon_lock(load_settings().state_path, group, wanted), daemon_controller_from_instance(
+            instance, workspace_load_target=WorkspaceFileTarget(paths=[str(ROOT / "workspace.yaml")]),
+            gen_daemons=lambda inst: [create_daemon_of_type(t, inst) for t in wanted],
+        ) as controller:
+            controller.check_daemon_loop()
 
 
 # --------------------------------------------------------------------------- the world

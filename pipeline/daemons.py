@@ -76,8 +76,8 @@ class DaemonState:
         return self.heartbeat_age_s is None or self.heartbeat_age_s > p.started_age_s
 
     def down(self, max_age_s: float) -> bool:
-        """Down: its process is gone (a free lock), never beat, or beat too long ago. Errors in a fresh heartbeat (a sensor that raised in the last
-        5 min) do not make it down, as for `dagster-daemon liveness-check`; health reports them as degraded.
+        """Down: its process is gone (a free lock), never beat, or beat too long ago. Errors in a fresh
+        heartbeat (a sensor that raised in the last 5 min) do not make it down, as for `dagster-daemon liveness-check`; health reports them as degraded.
         Dagster tolerates 30 min of silence; ours is the daemon_max_heartbeat_age_s setting, stretched for a
         daemon that beats less often than every 30 s (heartbeat_limit_s)."""
         if self.process_gone:

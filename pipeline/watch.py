@@ -13,6 +13,7 @@ from pipeline.alerts import AlertSink
 from pipeline.health import OK, UNHEALTHY, Finding, HealthReport
 
 KEY_PREFIX = "health:"
+_DAEMON_FINDINGS = ("daemon:", "daemon-process:")  # one daemon (heartbeat), one pipeline-daemon process (lock)
 _DAEMON_FIX = ("To fix: restart `pipeline-daemon` (systemctl restart pipeline-daemon) and read its log; "
                "`pipeline health` shows every daemon.")
 _FIX = {
@@ -36,7 +37,7 @@ _TITLE = {
 
 def watched(name: str) -> bool:
     """The findings told here: those no database-reading sensor can raise for itself."""
-    return name in _FIX or name.startswith(("daemon:", "daemon-process:"))
+    return name in _FIX or name.startswith(_DAEMON_FINDINGS)
 
 
 def _title(f: Finding) -> str:
@@ -57,7 +58,7 @@ def tell_watched(report: HealthReport, sink: AlertSink) -> list[str]:
             continue
         key = KEY_PREFIX + f.name
         if f.status == UNHEALTHY:
-            fix = _DAEMON_FIX if f.name.startswith(("daemon:", "daemon-process:")) else _FIX[f.name]
+            fix = _DAEMON_FIX if f.name.startswith(_DAEMON_FINDINGS) else _FIX[f.name]
             if sink.send_out_of_band(key, _title(f), f"{f.reason}\n{fix}", severity="critical", record=db_up):
                 sent.append(key)
         elif f.status == OK:

@@ -46,22 +46,11 @@ def daemon_statuses(instance: dg.DagsterInstance | None = None) -> dict[str, Any
     return {"daemons": daemons}
 
 
-def run_daemons(name: str, types: Sequence[str], state_dir: os.PathLike[str] | str, run: Any) -> None:
-    """`run()` (a daemon controller's loop) while holding the lock `<state_dir>/daemons/<name>.lock` that
-    records `types`. Shared by `pipeline-daemon` and the detection bench's one-process-per-daemon groups."""
-    from pathlib import Path
-
-    from pipeline.daemons import hold_daemon_lock
-
-    with hold_daemon_lock(Path(state_dir), name, types):
-        run()
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """`pipeline-daemon`: `dagster-daemon run` with the same options, under the daemon lock."""
     from dagster._daemon.cli import run_command
 
-    from pipeline.daemons import DaemonAlreadyRunning
+    from pipeline.daemons import DaemonAlreadyRunning, hold_daemon_lock
     from pipeline.settings import ConfigError, load_settings_lenient
 
     args = list(sys.argv[1:] if argv is None else argv)
@@ -69,8 +58,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings, _ = load_settings_lenient()  # an invalid setting is alerted by the sensors this daemon runs
         with dg.DagsterInstance.get() as instance:
             types = sorted(instance.get_required_daemon_types())
-        run_daemons("daemon", types, settings.state_path,
-                    lambda: run_command.main(args=args, prog_name="pipeline-daemon", obj={}))
+        with hold_daemon_lock(settings.state_path, "daemon", types):
+            run_command.main(args=args, prog_name="pipeline-daemon", obj={})
     except (ConfigError, DaemonAlreadyRunning, dg.DagsterInvariantViolationError) as exc:
         sys.exit(f"pipeline-daemon: {exc}")
 

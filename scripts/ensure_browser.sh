@@ -2,7 +2,8 @@
 # Make sure a Chromium exists for Playwright, in the order the pipeline looks for one:
 # PIPELINE_BROWSER_EXECUTABLE, a system Chromium, then Playwright's own download.
 # On Debian both packages are installed: chromium-headless-shell runs every headless page (posting, the
-# sandbox tests: what Playwright itself runs headless, at a third of the start-up), chromium the headed login.
+# sandbox tests: what Playwright itself runs headless, lighter to start: bench/browser_start.py), chromium
+# the headed login.
 set -euo pipefail
 if [[ -n "${PIPELINE_BROWSER_EXECUTABLE:-}" ]]; then
   [[ -x "$PIPELINE_BROWSER_EXECUTABLE" ]] && exit 0

@@ -4,7 +4,8 @@ The scheduler, the run queue or run monitoring can die while the sensor daemon l
 separate processes, of `pipeline-daemon`; a process that died is seen at once by its free lock, a hung thread
 by its heartbeat: pipeline/daemons.py). The sensor daemon itself cannot be watched from inside: that is
 what `pipeline health --alert`, run from outside, is for. Both alert through pipeline.watch: one key per daemon
-(health:daemon:<type>) in the out-of-band ledger, so the sensor and the watchdog never tell the same death twice.
+(health:daemon:<type>) or dead process (health:daemon-process:<name>) in the out-of-band ledger, so the sensor
+and the watchdog never tell the same death twice.
 """
 
 import dagster as dg
